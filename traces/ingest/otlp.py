@@ -1,0 +1,123 @@
+"""OTLP spans: the JSON ``ExportTraceServiceRequest`` and the typed spans of MLflow's REST API.
+
+The HTTP ``POST /v1/traces`` endpoint of a later issue reuses :func:`parse_otlp_request`
+(after decoding protobuf into the same dict shape).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .records import SpanRecord, TraceFormatError, TraceRecord
+from .values import decode_json_string, hex_id, nanos, otlp_attributes, preview
+
+OTLP_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
+STATUS_NAMES = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET"}
+
+
+def _get(raw: dict[str, Any], snake: str, camel: str) -> Any:
+    return raw[snake] if snake in raw else raw.get(camel)
+
+
+def _status(raw: Any) -> tuple[str, str]:
+    if not isinstance(raw, dict):
+        return "UNSET", ""
+    code = raw.get("code", 0)
+    if isinstance(code, int):
+        name = OTLP_STATUS.get(code, "UNSET")
+    else:
+        name = STATUS_NAMES.get(str(code), str(code) if str(code) in {"OK", "ERROR", "UNSET"} else "UNSET")
+    return name, str(raw.get("message") or "")
+
+
+def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> SpanRecord:
+    """One OTLP span; ``decode_strings`` JSON-decodes ``mlflow.*`` string values (the OTLP exporter encodes them)."""
+    attributes = otlp_attributes(raw.get("attributes") or [])
+    if decode_strings:
+        attributes = {k: decode_json_string(v) if k.startswith("mlflow.") else v for k, v in attributes.items()}
+    attributes.pop("mlflow.traceRequestId", None)
+    span_type = attributes.pop("mlflow.spanType", None) or "UNKNOWN"
+    inputs = attributes.pop("mlflow.spanInputs", None)
+    outputs = attributes.pop("mlflow.spanOutputs", None)
+    parent = _get(raw, "parent_span_id", "parentSpanId")
+    end = _get(raw, "end_time_unix_nano", "endTimeUnixNano")
+    status_code, status_message = _status(raw.get("status"))
+    events = []
+    for event in raw.get("events") or []:
+        if not isinstance(event, dict):
+            raise TraceFormatError(f"span {index} event must be an object")
+        events.append(
+            {
+                "name": str(event.get("name", "")),
+                "time_unix_nano": int(_get(event, "time_unix_nano", "timeUnixNano") or 0),
+                "attributes": otlp_attributes(event.get("attributes") or []),
+            }
+        )
+    return SpanRecord(
+        span_id=hex_id(_get(raw, "span_id", "spanId"), what=f"span {index} span id"),
+        parent_id=hex_id(parent, what=f"span {index} parent span id") if parent else "",
+        name=str(raw.get("name") or ""),
+        span_type=str(span_type),
+        status_code=status_code,
+        status_message=status_message,
+        start_time_ns=nanos(_get(raw, "start_time_unix_nano", "startTimeUnixNano"), what=f"span {index} start time"),
+        end_time_ns=nanos(end, what=f"span {index} end time") if end is not None else None,
+        inputs=inputs,
+        outputs=outputs,
+        attributes=attributes,
+        events=events,
+    )
+
+
+def _trace_from_spans(otel_trace_id: str, spans: list[SpanRecord], request_id: str, tags: dict[str, str]) -> TraceRecord:
+    ids = {span.span_id for span in spans}
+    root = next((s for s in spans if not s.parent_id or s.parent_id not in ids), spans[0])
+    start = min(span.start_time_ns for span in spans)
+    ends = [span.end_time_ns for span in spans if span.end_time_ns is not None]
+    in_progress = any(span.end_time_ns is None for span in spans)
+    state = "IN_PROGRESS" if in_progress else ("ERROR" if root.status_code == "ERROR" else "OK")
+    return TraceRecord(
+        trace_id=request_id or f"tr-{otel_trace_id}",
+        experiment_id="",
+        name=root.name,
+        state=state,
+        request_time=datetime.fromtimestamp(start / 1e9, tz=UTC),
+        execution_duration_ms=(max(ends) - start) // 1_000_000 if ends else None,
+        request_preview=preview(root.inputs),
+        response_preview=preview(root.outputs),
+        client_request_id="",
+        tags=tags,
+        trace_metadata={},
+        spans=spans,
+    )
+
+
+def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
+    """Group the spans of an ``ExportTraceServiceRequest`` by trace id into traces."""
+    resource_spans = _get(document, "resource_spans", "resourceSpans")
+    if not isinstance(resource_spans, list):
+        raise TraceFormatError("'resourceSpans' must be a list")
+    grouped: dict[str, tuple[list[SpanRecord], str, dict[str, str]]] = {}
+    index = 0
+    for resource_span in resource_spans:
+        if not isinstance(resource_span, dict):
+            raise TraceFormatError("resourceSpans item must be an object")
+        resource = otlp_attributes((resource_span.get("resource") or {}).get("attributes") or [])
+        tags = {str(k): str(v) for k, v in resource.items()}
+        scopes = _get(resource_span, "scope_spans", "scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
+        for scope in scopes:
+            for raw in (scope or {}).get("spans") or []:
+                if not isinstance(raw, dict):
+                    raise TraceFormatError(f"span {index} is not an object")
+                otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")
+                request_id = decode_json_string(otlp_attributes(raw.get("attributes") or []).get("mlflow.traceRequestId"))
+                span = span_from_otlp(raw, index, decode_strings=True)
+                spans, known_request_id, trace_tags = grouped.setdefault(otel_trace_id, ([], "", dict(tags)))
+                spans.append(span)
+                if request_id and not known_request_id:
+                    grouped[otel_trace_id] = (spans, str(request_id), trace_tags)
+                index += 1
+    if not grouped:
+        raise TraceFormatError("the OTLP request holds no spans")
+    return [_trace_from_spans(tid, spans, rid, tags) for tid, (spans, rid, tags) in grouped.items()]

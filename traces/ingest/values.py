@@ -1,0 +1,143 @@
+"""Small decoders shared by the trace formats: ids, times, typed OTLP values, JSON-encoded attributes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from .records import TraceFormatError
+
+_HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]+$")
+_DURATION_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|ms)?\s*$")
+
+
+def hex_id(value: Any, *, what: str) -> str:
+    """An OpenTelemetry id as lowercase hex, from hex (``0x`` optional) or base64 (MLflow 3's to_json)."""
+    if not isinstance(value, str) or not value:
+        raise TraceFormatError(f"missing {what}")
+    if _HEX_RE.match(value) and len(value.removeprefix("0x")) in (16, 32):
+        return value.removeprefix("0x").lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) in (8, 16):
+        return raw.hex()
+    if _HEX_RE.match(value):
+        return value.removeprefix("0x").lower()
+    raise TraceFormatError(f"{what} {value[:40]!r} is neither hex nor base64")
+
+
+def parse_time(value: Any, *, what: str) -> datetime:
+    """An instant from an ISO-8601 string, epoch milliseconds, or nanoseconds (if very large)."""
+    if isinstance(value, bool) or value is None or value == "":
+        raise TraceFormatError(f"missing {what}")
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
+        number = int(value)
+        seconds = number / 1e9 if number > 10**15 else number / 1e3
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise TraceFormatError(f"{what} {value[:40]!r} is not a time") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise TraceFormatError(f"{what} has the wrong type ({type(value).__name__})")
+
+
+def parse_duration_ms(value: Any) -> int | None:
+    """``"0.134s"`` (protobuf JSON), ``"12ms"`` or a plain number of milliseconds."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            number = float(match.group(1))
+            return round(number * 1000) if match.group(2) == "s" else round(number)
+    raise TraceFormatError(f"execution duration {str(value)[:40]!r} is not a duration")
+
+
+def nanos(value: Any, *, what: str) -> int:
+    if isinstance(value, bool):
+        raise TraceFormatError(f"{what} must be a number of nanoseconds")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TraceFormatError(f"{what} must be a number of nanoseconds") from None
+
+
+def decode_json_string(value: Any) -> Any:
+    """MLflow stores attribute values JSON-encoded; decode them, keeping non-JSON strings as they are."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def otlp_value(value: Any) -> Any:
+    """Unwrap an OTLP ``AnyValue`` (snake_case from MLflow's REST API, camelCase from OTLP/JSON)."""
+    if not isinstance(value, dict):
+        return value
+    for key in ("string_value", "stringValue"):
+        if key in value:
+            return value[key]
+    for key in ("int_value", "intValue"):
+        if key in value:
+            return int(value[key])
+    for key in ("double_value", "doubleValue"):
+        if key in value:
+            return float(value[key])
+    for key in ("bool_value", "boolValue"):
+        if key in value:
+            return bool(value[key])
+    for key in ("bytes_value", "bytesValue"):
+        if key in value:
+            return value[key]
+    for key in ("array_value", "arrayValue"):
+        if key in value:
+            return [otlp_value(item) for item in (value[key] or {}).get("values", [])]
+    for key in ("kvlist_value", "kvlistValue"):
+        if key in value:
+            return otlp_attributes((value[key] or {}).get("values", []))
+    return None
+
+
+def otlp_attributes(items: Any) -> dict[str, Any]:
+    """``[{"key": k, "value": AnyValue}]`` → ``{k: python value}``; plain dicts pass through."""
+    if isinstance(items, dict):
+        return items
+    if not isinstance(items, list):
+        raise TraceFormatError("attributes must be a list of key/value pairs or an object")
+    result: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict) or "key" not in item:
+            raise TraceFormatError("attribute without a key")
+        result[str(item["key"])] = otlp_value(item.get("value"))
+    return result
+
+
+def as_str_dict(value: Any, *, what: str) -> dict[str, str]:
+    """Tags and metadata: string → string maps (MLflow's REST API also sends ``[{key, value}]``)."""
+    if value is None:
+        return {}
+    if isinstance(value, list):
+        value = {str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)}
+    if not isinstance(value, dict):
+        raise TraceFormatError(f"{what} must be an object")
+    return {str(k): v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in value.items()}
+
+
+def preview(value: Any, limit: int = 1000) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text[:limit]

@@ -1,0 +1,55 @@
+"""``python manage.py import_traces PATH… [--experiment NAME]``: load MLflow trace files."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+from tqdm import tqdm
+
+from traces.ingest import StoreResult, TraceFormatError, expand_paths, read_trace_file, resolve_experiment, store_traces
+
+CHUNK = 500
+
+
+class Command(BaseCommand):
+    help = (
+        "Import MLflow traces: Trace.to_json() files (v3 and v2), REST get/search responses, "
+        "OTLP/JSON export requests, JSON lists, JSONL, and directories of these. "
+        "Re-importing a trace updates it; bad files are reported and skipped."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("paths", nargs="+", metavar="PATH", help="trace files or directories")
+        parser.add_argument(
+            "--experiment",
+            metavar="NAME",
+            help="put every trace in this experiment (created if needed); "
+            "default: one experiment per MLflow experiment id",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        files = expand_paths(options["paths"])
+        experiment = resolve_experiment(options["experiment"]) if options["experiment"] else None
+        total = StoreResult()
+        failed = 0
+        progress = tqdm(files, unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
+        for path in progress:
+            try:
+                records = read_trace_file(path)
+            except TraceFormatError as exc:
+                failed += 1
+                progress.write(f"error: {path}: {exc}", file=sys.stderr)
+                continue
+            with transaction.atomic():
+                for start in range(0, len(records), CHUNK):
+                    total.add(store_traces(records[start : start + CHUNK], experiment=experiment))
+            progress.set_postfix(imported=total.created, updated=total.updated, failed=failed)
+        self.stdout.write(
+            f"{total.created} imported, {total.updated} updated, {failed} failed "
+            f"({total.spans} spans from {len(files) - failed} of {len(files)} files)"
+        )
+        if failed:
+            raise SystemExit(1)

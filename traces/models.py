@@ -1,0 +1,178 @@
+"""The trace store, in MLflow 3's vocabulary: experiments, traces, spans, assessments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.urls import reverse
+
+
+class Experiment(models.Model):
+    """A named container of traces (MLflow's ``experiment_id``)."""
+
+    name = models.CharField(max_length=255, unique=True)
+    mlflow_experiment_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="The experiment id in the MLflow server the traces came from."
+    )
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:list") + f"?experiment={self.pk}"
+
+
+class TraceState(models.TextChoices):
+    OK = "OK", "OK"
+    ERROR = "ERROR", "Error"
+    IN_PROGRESS = "IN_PROGRESS", "In progress"
+    STATE_UNSPECIFIED = "STATE_UNSPECIFIED", "Unspecified"
+
+
+class TraceQuerySet(models.QuerySet["Trace"]):
+    def in_experiment(self, experiment: Experiment | int | None) -> TraceQuerySet:
+        return self if experiment is None else self.filter(experiment=experiment)
+
+    def with_tag(self, key: str, value: str | None = None) -> TraceQuerySet:
+        if value is None:
+            return self.filter(tags__has_key=key)
+        return self.filter(**{f"tags__{key}": value})
+
+
+class Trace(models.Model):
+    """One request/response execution of an LLM application."""
+
+    trace_id = models.CharField(max_length=64, unique=True)
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
+    name = models.CharField(max_length=255, blank=True, default="", help_text="mlflow.traceName, or the root span's name.")
+    state = models.CharField(max_length=20, choices=TraceState.choices, default=TraceState.OK)
+    request_time = models.DateTimeField()
+    execution_duration_ms = models.BigIntegerField(null=True, blank=True)
+    request_preview = models.TextField(blank=True, default="")
+    response_preview = models.TextField(blank=True, default="")
+    client_request_id = models.CharField(max_length=255, blank=True, default="")
+    tags = models.JSONField(default=dict, blank=True)
+    trace_metadata = models.JSONField(default=dict, blank=True)
+    span_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TraceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-request_time", "-id"]
+        indexes = [
+            models.Index(fields=["experiment", "-request_time"], name="trace_exp_time_idx"),
+            models.Index(fields=["experiment", "state", "-request_time"], name="trace_exp_state_time_idx"),
+            models.Index(fields=["name"], name="trace_name_idx"),
+            models.Index(fields=["client_request_id"], name="trace_client_req_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.trace_id
+
+    def get_absolute_url(self) -> str:
+        return reverse("traces:detail", args=[self.trace_id])
+
+    @property
+    def session_id(self) -> str:
+        return str(self.trace_metadata.get("mlflow.trace.session", ""))
+
+    @property
+    def user_id(self) -> str:
+        return str(self.trace_metadata.get("mlflow.trace.user", ""))
+
+
+class Span(models.Model):
+    """A node of the trace tree. Times are nanoseconds since the epoch, kept exact."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
+    span_id = models.CharField(max_length=32)
+    parent_id = models.CharField(max_length=32, blank=True, default="")
+    name = models.CharField(max_length=500)
+    span_type = models.CharField(max_length=40, default="UNKNOWN")
+    status_code = models.CharField(max_length=20, default="UNSET")
+    status_message = models.TextField(blank=True, default="")
+    start_time_ns = models.BigIntegerField()
+    end_time_ns = models.BigIntegerField(null=True, blank=True)
+    inputs = models.JSONField(null=True, blank=True)
+    outputs = models.JSONField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["start_time_ns", "id"]
+        constraints = [models.UniqueConstraint(fields=["trace", "span_id"], name="span_unique_per_trace")]
+        indexes = [models.Index(fields=["trace", "start_time_ns"], name="span_trace_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.span_id})"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.end_time_ns is None:
+            return None
+        return (self.end_time_ns - self.start_time_ns) / 1_000_000
+
+
+class AssessmentKind(models.TextChoices):
+    FEEDBACK = "feedback", "Feedback"
+    EXPECTATION = "expectation", "Expectation"
+
+
+class AssessmentSource(models.TextChoices):
+    HUMAN = "HUMAN", "Human"
+    LLM_JUDGE = "LLM_JUDGE", "LLM judge"
+    CODE = "CODE", "Code"
+    SOURCE_TYPE_UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED", "Unspecified"
+
+
+class AssessmentQuerySet(models.QuerySet["Assessment"]):
+    def valid(self) -> AssessmentQuerySet:
+        return self.filter(valid=True)
+
+
+class Assessment(models.Model):
+    """Feedback (a quality judgement) or an Expectation (ground truth) on a trace.
+
+    A correction never overwrites: it is a new assessment whose ``overrides`` names
+    the old one, which then has ``valid=False``.
+    """
+
+    assessment_id = models.CharField(max_length=64, unique=True)
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="assessments")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=12, choices=AssessmentKind.choices)
+    value = models.JSONField(null=True, blank=True)
+    rationale = models.TextField(blank=True, default="")
+    error = models.JSONField(null=True, blank=True, help_text="Feedback error: error_code, error_message, stack_trace.")
+    source_type = models.CharField(max_length=32, choices=AssessmentSource.choices, default=AssessmentSource.HUMAN)
+    source_id = models.CharField(max_length=255, blank=True, default="")
+    span_id = models.CharField(max_length=32, blank=True, default="")
+    overrides = models.CharField(max_length=64, blank=True, default="", help_text="assessment_id this one replaces.")
+    valid = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    create_time = models.DateTimeField()
+    last_update_time = models.DateTimeField()
+
+    objects = AssessmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["create_time", "id"]
+        indexes = [
+            models.Index(fields=["trace", "name"], name="assessment_trace_name_idx"),
+            models.Index(fields=["name", "source_type"], name="assessment_name_source_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value!r} ({self.source_type})"
+
+    @property
+    def display_value(self) -> Any:
+        return self.value
