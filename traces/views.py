@@ -1,9 +1,77 @@
-from django.http import HttpRequest, HttpResponse
+"""Trace pages: the list with filters (HTMX swaps the table) and the trace detail."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from .models import Span, Trace
+from .rendering import build_trace_view, pretty_json
+from .search import TraceFilterForm, traces_for_list
+from .templatetags.trace_tags import SPAN_TREE_LIMIT
+
+PAGE_SIZE = 50
 
 
+@login_required
+@require_GET
 def trace_list(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("todo")
+    form = TraceFilterForm(request.GET or None)
+    traces = Trace.objects.all()
+    if form.is_bound and form.is_valid():
+        traces = form.filter(traces)
+    elif form.is_bound:
+        traces = Trace.objects.none()
+    page = Paginator(traces_for_list(traces), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode()}
+    template = "traces/trace_list.html#trace-table" if request.htmx else "traces/trace_list.html"
+    status = 400 if form.is_bound and not form.is_valid() and not request.htmx else 200
+    return render(request, template, context, status=status)
 
 
+def get_trace_for_user(request: HttpRequest, trace_id: str) -> Trace:
+    """The trace explorer is open to every signed-in user for now; roles narrow this later."""
+    return get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
+
+
+@login_required
+@require_GET
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
-    return HttpResponse("todo")
+    trace = get_trace_for_user(request, trace_id)
+    view = build_trace_view(trace, list(trace.spans.all()), trace.assessments.all())
+    selected = _selected_span(view.spans, request.GET.get("span"))
+    context = {
+        "trace": trace,
+        "view": view,
+        "selected": selected,
+        "selected_json": _span_json(selected),
+        "tree_limit": len(view.nodes) if request.GET.get("tree") == "all" else SPAN_TREE_LIMIT,
+    }
+    if request.htmx and request.GET.get("span"):
+        return render(request, "traces/trace_detail.html#span-detail", context)
+    return render(request, "traces/trace_detail.html", context)
+
+
+def _selected_span(spans: list[Span], span_id: str | None) -> Span | None:
+    if not span_id:
+        return None
+    for span in spans:
+        if span.span_id == span_id:
+            return span
+    raise Http404("No such span in this trace.")
+
+
+def _span_json(span: Span | None) -> dict[str, str]:
+    if span is None:
+        return {}
+    return {
+        "inputs": pretty_json(span.inputs),
+        "outputs": pretty_json(span.outputs),
+        "attributes": pretty_json(span.attributes),
+        "events": pretty_json(span.events) if span.events else "",
+    }

@@ -1,0 +1,105 @@
+"""Small display filters for traces: durations, span-type colours, assessment values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+SPAN_TYPE_CLASSES = {
+    "AGENT": "t-agent",
+    "CHAIN": "t-chain",
+    "LLM": "t-llm",
+    "CHAT_MODEL": "t-llm",
+    "RETRIEVER": "t-retriever",
+    "RERANKER": "t-retriever",
+    "EMBEDDING": "t-embedding",
+    "TOOL": "t-tool",
+    "PARSER": "t-parser",
+}
+
+
+@register.filter
+def duration(ms: float | int | None) -> str:
+    """``1834`` → ``1.83 s``; ``12`` → ``12 ms``; ``0.4`` → ``0.4 ms``."""
+    if ms is None:
+        return "—"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    if ms >= 10:
+        return f"{ms:.0f} ms"
+    return f"{ms:.1f} ms".replace(".0 ms", " ms")
+
+
+@register.filter
+def span_type_class(span_type: str) -> str:
+    return SPAN_TYPE_CLASSES.get(span_type, "t-other")
+
+
+@register.filter
+def badge_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))[:40]
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+@register.filter
+def value_class(value: Any) -> str:
+    """Colour for a feedback value: green for pass-like, red for fail-like, neutral otherwise."""
+    if value is True or (isinstance(value, str) and value.lower() in {"yes", "pass", "correct", "good"}):
+        return "v-pass"
+    if value is False or (isinstance(value, str) and value.lower() in {"no", "fail", "incorrect", "bad"}):
+        return "v-fail"
+    return "v-neutral"
+
+
+SPAN_TREE_LIMIT = 500
+
+
+@register.simple_tag
+def span_tree(nodes: list[Any], span_url: str, open_depth: int = 2, limit: int = SPAN_TREE_LIMIT) -> str:
+    """The span tree as nested ``<details>``, built in Python: thousands of spans in a few ms.
+
+    ``nodes`` is the depth-first list from ``rendering.flatten``; only the first ``limit``
+    are drawn (the caller offers a "show all" link when there are more).
+    """
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    parts: list[str] = []
+    open_stack: list[int] = []  # depths of <details> left open
+    for node in nodes[:limit]:
+        while open_stack and open_stack[-1] >= node.depth:
+            open_stack.pop()
+            parts.append("</div></details>")
+        span = node.span
+        url = f"{span_url}?span={escape(span.span_id)}"
+        error = node.is_error
+        row = (
+            f'<a class="span-link" href="{url}#span-detail" hx-get="{url}" hx-target="#span-detail" '
+            f'hx-swap="outerHTML" data-span="{escape(span.span_id)}">'
+            f'<span class="badge type {span_type_class(span.span_type)}">{escape(span.span_type)}</span> '
+            f'<span class="span-name">{escape(span.name)}</span></a>'
+            f'<span class="dur">{duration(span.duration_ms)}</span>'
+            f'<svg class="bar" viewBox="0 0 1000 10" preserveAspectRatio="none" aria-hidden="true">'
+            f'<rect x="{node.offset}" width="{node.width}" height="10"/></svg>'
+        )
+        if error:
+            message = node.exceptions[0]["type"] + ": " + node.exceptions[0]["message"] if node.exceptions else ""
+            row += f'<span class="span-error" title="{escape(span.status_message)}">⚠ {escape(message or span.status_message or "error")}</span>'
+        css = "span-row error" if error else "span-row"
+        if node.children:
+            is_open = " open" if node.depth < open_depth else ""
+            parts.append(f'<details class="span-node"{is_open}><summary class="{css}">{row}</summary><div class="span-children">')
+            open_stack.append(node.depth)
+        else:
+            parts.append(f'<div class="span-leaf {css}">{row}</div>')
+    parts.extend("</div></details>" for _ in open_stack)
+    return mark_safe("".join(parts))
