@@ -103,3 +103,26 @@ def span_tree(nodes: list[Any], span_url: str, open_depth: int = 2, limit: int =
             parts.append(f'<div class="span-leaf {css}">{row}</div>')
     parts.extend("</div></details>" for _ in open_stack)
     return mark_safe("".join(parts))
+
+
+@register.filter
+def preview_text(preview: str) -> str:
+    """A request/response preview made readable: ``{"question": "Hi"}`` → ``Hi``; chat → last message."""
+    import orjson
+
+    from traces.rendering import messages_from_inputs, messages_from_outputs
+
+    if not preview or preview[0] not in '{["':
+        return preview
+    try:
+        value = orjson.loads(preview)
+    except orjson.JSONDecodeError:
+        return preview
+    if isinstance(value, str):
+        return value
+    messages = messages_from_inputs(value) or messages_from_outputs(value)
+    if messages:
+        return messages[-1].text or preview
+    if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), str):
+        return next(iter(value.values()))
+    return preview

@@ -1,0 +1,183 @@
+"""Trace list and trace detail pages: access, filters, HTMX partials, escaping, query counts."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.factories import make_assessment, make_experiment, make_trace
+from traces.models import Span
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client_in(client: Client, reviewer) -> Client:
+    client.force_login(reviewer)
+    return client
+
+
+def test_pages_require_login(client: Client) -> None:
+    trace = make_trace()
+    for url in (reverse("traces:list"), trace.get_absolute_url()):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+def test_login_page_looks_like_the_app(client: Client) -> None:
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b"Trace Review" in response.content and b"Sign in" in response.content
+
+
+def test_list_shows_previews_duration_and_badges(client_in: Client) -> None:
+    trace = make_trace(question="Is aspirin safe with ibuprofen?", execution_duration_ms=1834)
+    make_assessment(trace, "correct", False)
+    make_assessment(trace, "old", True, valid=False)
+    response = client_in.get(reverse("traces:list"))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Is aspirin safe with ibuprofen?" in body
+    assert "1.83 s" in body
+    assert "correct: no" in body
+    assert "old: yes" not in body  # overridden assessments are not badges
+    assert '<html lang="en">' in body
+
+
+def test_htmx_request_gets_only_the_table(client_in: Client) -> None:
+    make_trace()
+    response = client_in.get(reverse("traces:list"), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.strip().startswith('<section id="trace-table"')
+    assert "<html" not in body
+
+
+def test_filters_by_state_name_experiment_tag_and_time(client_in: Client) -> None:
+    other = make_experiment("Other")
+    make_trace(name="alpha", state="ERROR", tags={"env": "prod"})
+    make_trace(name="beta", experiment=other, tags={"env": "dev"})
+
+    def names(**params: str) -> set[str]:
+        response = client_in.get(reverse("traces:list"), params)
+        assert response.status_code == 200
+        return {n for n in ("alpha", "beta") if f">{n}</a>" in response.content.decode()}
+
+    assert names() == {"alpha", "beta"}
+    assert names(state="ERROR") == {"alpha"}
+    assert names(name="bet") == {"beta"}
+    assert names(experiment=str(other.pk)) == {"beta"}
+    assert names(tags="env=prod") == {"alpha"}
+    assert names(tags="env") == {"alpha", "beta"}
+    assert names(since="2026-11-24") == set()
+    assert names(since="2026-11-23", until="2026-11-23") == {"alpha", "beta"}
+
+
+def test_bad_filters_get_a_clear_400(client_in: Client) -> None:
+    make_trace()
+    response = client_in.get(reverse("traces:list"), {"since": "2026-12-01", "until": "2026-11-01"})
+    assert response.status_code == 400
+    assert "“From” must be on or before “To”" in response.content.decode()
+    response = client_in.get(reverse("traces:list"), {"since": "not-a-date"})
+    assert response.status_code == 400
+    assert "Enter a valid date" in response.content.decode()
+    response = client_in.get(reverse("traces:list"), {"tags": "=x"})
+    assert response.status_code == 400
+    assert "has no key" in response.content.decode()
+
+
+def test_pagination_links_keep_filters(client_in: Client) -> None:
+    for _ in range(55):
+        make_trace(name="many")
+    response = client_in.get(reverse("traces:list"), {"name": "many"})
+    body = response.content.decode()
+    assert "Page 1 of 2" in body
+    assert "name=many&amp;page=2" in body
+    second = client_in.get(reverse("traces:list"), {"name": "many", "page": "2"})
+    assert second.content.decode().count('class="trace-name"') == 5
+
+
+def test_detail_shows_conversation_documents_tools_tree_and_assessments(client_in: Client) -> None:
+    trace = make_trace(n_spans=4, n_documents=2, question="What does MLflow record?", answer="Inputs and outputs.")
+    make_assessment(trace, "relevance", "yes", rationale="Judge thinks so", valid=False, assessment_id="a-old")
+    make_assessment(trace, "relevance", "no", source_type="HUMAN", overrides="a-old")
+    response = client_in.get(trace.get_absolute_url())
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert 'class="bubble user"' in body and "What does MLflow record?" in body
+    assert 'class="bubble assistant"' in body and "Inputs and outputs." in body
+    assert body.count('<li class="doc">') == 2
+    assert 'href="https://docs.example.com/tracing.md"' in body
+    assert 'id="tools"' in body and "step_3" in body
+    assert body.count('class="span-link"') == 4
+    assert "<s>yes</s>" in body  # overridden judge value struck through
+    assert "Judge thinks so" in body
+
+
+def test_error_spans_and_exceptions_are_highlighted(client_in: Client, import_sample) -> None:
+    trace = import_sample("error_trace.json")
+    body = client_in.get(trace.get_absolute_url()).content.decode()
+    assert "span-row error" in body
+    assert "ValueError: tool failed for x=3" in body
+    assert "error: judge timeout" in body
+
+
+def test_span_detail_full_page_and_htmx_partial(client_in: Client) -> None:
+    trace = make_trace(n_spans=3)
+    span = Span.objects.get(trace=trace, span_type="RETRIEVER")
+    full = client_in.get(trace.get_absolute_url(), {"span": span.span_id})
+    assert full.status_code == 200 and "<html" in full.content.decode()
+    assert "Document 0 text about tracing." in full.content.decode()
+    partial = client_in.get(trace.get_absolute_url(), {"span": span.span_id}, HTTP_HX_REQUEST="true")
+    body = partial.content.decode()
+    assert partial.status_code == 200 and "<html" not in body
+    assert body.strip().startswith('<section class="card section span-detail"')
+    assert "Document 0 text about tracing." in body
+
+
+def test_unknown_trace_or_span_is_404(client_in: Client) -> None:
+    trace = make_trace()
+    assert client_in.get(reverse("traces:detail", args=["tr-nope"])).status_code == 404
+    assert client_in.get(trace.get_absolute_url(), {"span": "ffffffffffffffff"}).status_code == 404
+
+
+def test_untrusted_content_is_escaped_and_only_http_links(client_in: Client) -> None:
+    trace = make_trace(
+        question="<script>alert(1)</script>",
+        answer="<img src=x onerror=alert(2)>",
+        document_uri="javascript:alert(3)",
+    )
+    body = client_in.get(trace.get_absolute_url()).content.decode()
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<img src=x" not in body
+    assert 'href="javascript:alert(3)"' not in body
+    assert "javascript:alert(3)" in body  # shown as text, not a link
+
+
+def test_detail_query_count_is_constant(client_in: Client, django_assert_max_num_queries) -> None:
+    small = make_trace(n_spans=3, n_documents=2)
+    big = make_trace(n_spans=2000, n_documents=200)
+    for trace in (small, big):
+        make_assessment(trace)
+        with django_assert_max_num_queries(6):
+            response = client_in.get(trace.get_absolute_url())
+        assert response.status_code == 200
+
+
+def test_big_trace_collapses_what_is_large(client_in: Client) -> None:
+    trace = make_trace(n_spans=2000, n_documents=200)
+    body = client_in.get(trace.get_absolute_url()).content.decode()
+    assert "Show 180 more documents" in body
+    assert "Showing the first 500 of 2000 spans" in body
+    all_spans = client_in.get(trace.get_absolute_url(), {"tree": "all"}).content.decode()
+    assert all_spans.count('class="span-link"') == 2000
+
+
+def test_list_query_count_does_not_grow_with_rows(client_in: Client, django_assert_max_num_queries) -> None:
+    for _ in range(30):
+        make_assessment(make_trace())
+    with django_assert_max_num_queries(6):
+        assert client_in.get(reverse("traces:list")).status_code == 200
