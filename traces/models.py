@@ -8,10 +8,20 @@ from django.db import models
 from django.urls import reverse
 
 
+class ExperimentKind(models.TextChoices):
+    TRACES = "traces", "Traces"
+    LABELING = "labeling", "Labeling session copies"
+
+
 class Experiment(models.Model):
-    """A named container of traces (MLflow's ``experiment_id``)."""
+    """A named container of traces (MLflow's ``experiment_id``).
+
+    Labeling sessions keep their frozen trace copies in an experiment of kind ``labeling``,
+    which the trace explorer does not list.
+    """
 
     name = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=16, choices=ExperimentKind.choices, default=ExperimentKind.TRACES)
     mlflow_experiment_id = models.CharField(
         max_length=64, blank=True, default="", help_text="The experiment id in the MLflow server the traces came from."
     )
@@ -36,6 +46,10 @@ class TraceState(models.TextChoices):
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
+    def explorable(self) -> TraceQuerySet:
+        """Traces of ordinary experiments, without the frozen copies held by labeling sessions."""
+        return self.filter(experiment__kind=ExperimentKind.TRACES)
+
     def in_experiment(self, experiment: Experiment | int | None) -> TraceQuerySet:
         return self if experiment is None else self.filter(experiment=experiment)
 
@@ -50,7 +64,9 @@ class Trace(models.Model):
 
     trace_id = models.CharField(max_length=64, unique=True)
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
-    name = models.CharField(max_length=255, blank=True, default="", help_text="mlflow.traceName, or the root span's name.")
+    name = models.CharField(
+        max_length=255, blank=True, default="", help_text="mlflow.traceName, or the root span's name."
+    )
     state = models.CharField(max_length=20, choices=TraceState.choices, default=TraceState.OK)
     request_time = models.DateTimeField()
     execution_duration_ms = models.BigIntegerField(null=True, blank=True)
@@ -60,6 +76,14 @@ class Trace(models.Model):
     tags = models.JSONField(default=dict, blank=True)
     trace_metadata = models.JSONField(default=dict, blank=True)
     span_count = models.PositiveIntegerField(default=0)
+    source_trace = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="copies",
+        help_text="For a frozen copy (in a labeling session): the trace it was copied from.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from .models import Assessment, Experiment, Trace, TraceState
+from .models import Assessment, Experiment, ExperimentKind, Trace, TraceState
 
 TAG_HELP = "key=value, or just key; separate several with commas"
 
@@ -30,7 +30,9 @@ def parse_tag_filters(raw: str) -> list[tuple[str, str | None]]:
 
 
 class TraceFilterForm(forms.Form):
-    experiment = forms.ModelChoiceField(queryset=Experiment.objects.all(), required=False, empty_label="All experiments")
+    experiment = forms.ModelChoiceField(
+        queryset=Experiment.objects.filter(kind=ExperimentKind.TRACES), required=False, empty_label="All experiments"
+    )
     state = forms.ChoiceField(choices=[("", "Any state"), *TraceState.choices], required=False)
     name = forms.CharField(required=False, max_length=255, label="Name contains")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))

@@ -20,7 +20,7 @@ PAGE_SIZE = 50
 @require_GET
 def trace_list(request: HttpRequest) -> HttpResponse:
     form = TraceFilterForm(request.GET or None)
-    traces = Trace.objects.all()
+    traces = Trace.objects.explorable()
     if form.is_bound and form.is_valid():
         traces = form.filter(traces)
     elif form.is_bound:

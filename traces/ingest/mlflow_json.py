@@ -96,7 +96,9 @@ def _trace_from_v3(info: dict[str, Any], spans_raw: list[Any]) -> TraceRecord:
         raise TraceFormatError("missing trace_id in trace info")
     spans = [_span_from_v3(raw, index) for index, raw in enumerate(spans_raw)]
     location = info.get("trace_location") or {}
-    experiment_id = str(((location.get("mlflow_experiment") or {}).get("experiment_id")) or info.get("experiment_id") or "")
+    experiment_id = str(
+        ((location.get("mlflow_experiment") or {}).get("experiment_id")) or info.get("experiment_id") or ""
+    )
     duration = info.get("execution_duration_ms")
     if duration is None:
         duration = info.get("execution_duration")

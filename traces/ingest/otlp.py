@@ -70,7 +70,9 @@ def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> 
     )
 
 
-def _trace_from_spans(otel_trace_id: str, spans: list[SpanRecord], request_id: str, tags: dict[str, str]) -> TraceRecord:
+def _trace_from_spans(
+    otel_trace_id: str, spans: list[SpanRecord], request_id: str, tags: dict[str, str]
+) -> TraceRecord:
     ids = {span.span_id for span in spans}
     root = next((s for s in spans if not s.parent_id or s.parent_id not in ids), spans[0])
     start = min(span.start_time_ns for span in spans)
@@ -105,13 +107,17 @@ def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
             raise TraceFormatError("resourceSpans item must be an object")
         resource = otlp_attributes((resource_span.get("resource") or {}).get("attributes") or [])
         tags = {str(k): str(v) for k, v in resource.items()}
-        scopes = _get(resource_span, "scope_spans", "scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
+        scopes = (
+            _get(resource_span, "scope_spans", "scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
+        )
         for scope in scopes:
             for raw in (scope or {}).get("spans") or []:
                 if not isinstance(raw, dict):
                     raise TraceFormatError(f"span {index} is not an object")
                 otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")
-                request_id = decode_json_string(otlp_attributes(raw.get("attributes") or []).get("mlflow.traceRequestId"))
+                request_id = decode_json_string(
+                    otlp_attributes(raw.get("attributes") or []).get("mlflow.traceRequestId")
+                )
                 span = span_from_otlp(raw, index, decode_strings=True)
                 spans, known_request_id, trace_tags = grouped.setdefault(otel_trace_id, ([], "", dict(tags)))
                 spans.append(span)

@@ -97,7 +97,9 @@ def span_tree(nodes: list[Any], span_url: str, open_depth: int = 2, limit: int =
         css = "span-row error" if error else "span-row"
         if node.children:
             is_open = " open" if node.depth < open_depth else ""
-            parts.append(f'<details class="span-node"{is_open}><summary class="{css}">{row}</summary><div class="span-children">')
+            parts.append(
+                f'<details class="span-node"{is_open}><summary class="{css}">{row}</summary><div class="span-children">'
+            )
             open_stack.append(node.depth)
         else:
             parts.append(f'<div class="span-leaf {css}">{row}</div>')

@@ -1,0 +1,427 @@
+"""Every labeling write: schemas, sessions, copying traces in, reviewers, answers, completion."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Max, QuerySet
+from django.utils import timezone
+
+from traces.models import Assessment, AssessmentSource, Experiment, ExperimentKind, Span, Trace
+
+from .answers import clear_unused_config, is_blank, parse_answer, validate_schema_config
+from .models import (
+    CONFIG_FIELDS,
+    ItemReview,
+    LabelingSession,
+    LabelSchema,
+    LabelSchemaVersion,
+    ReviewItem,
+    ReviewStatus,
+    SessionSchema,
+    SessionStatus,
+)
+
+COPY_BATCH = 200
+
+
+class SessionClosedError(PermissionDenied):
+    """Answers sent to an archived session."""
+
+
+# ---------------------------------------------------------------- schemas
+
+
+def save_label_schema(*, schema: LabelSchema, changed_by: AbstractBaseUser | None = None) -> LabelSchema:
+    """Create or edit a schema. Edits keep the previous version; the input kind is frozen once answered."""
+    clear_unused_config(schema)
+    validate_schema_config(schema)
+    with transaction.atomic():
+        if schema.pk is None:
+            schema.save()
+            return schema
+        previous = LabelSchema.objects.select_for_update().get(pk=schema.pk)
+        if previous.input_type != schema.input_type and schema_has_answers(previous):
+            raise ValidationError(
+                {
+                    "input_type": "This question already has answers, so its input kind cannot change. "
+                    "Create a new question instead."
+                }
+            )
+        if previous.name != schema.name and schema_has_answers(previous):
+            raise ValidationError({"name": "This question already has answers, so its name cannot change."})
+        if previous.snapshot() != schema.snapshot():
+            LabelSchemaVersion.objects.create(
+                schema=previous, version=previous.version, snapshot=previous.snapshot(), changed_by=changed_by
+            )
+            schema.version = previous.version + 1
+        schema.save()
+    return schema
+
+
+def schema_has_answers(schema: LabelSchema) -> bool:
+    return Assessment.objects.filter(
+        name=schema.name,
+        source_type=AssessmentSource.HUMAN,
+        trace__review_item__session__schema_links__schema=schema,
+    ).exists()
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def create_labeling_session(
+    *,
+    name: str,
+    schemas: Sequence[LabelSchema] = (),
+    reviewers: Iterable[AbstractBaseUser] = (),
+    instructions: str = "",
+    created_by: AbstractBaseUser | None = None,
+) -> LabelingSession:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the session a name."})
+    if LabelingSession.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"A session named “{name}” already exists."})
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            name=f"labeling-session-{uuid.uuid4().hex[:12]}", kind=ExperimentKind.LABELING
+        )
+        session = LabelingSession.objects.create(
+            name=name, instructions=instructions, experiment=experiment, created_by=created_by
+        )
+        set_session_schemas(session=session, schemas=schemas)
+        session.reviewers.set(list(reviewers))
+    return session
+
+
+def update_labeling_session(
+    *, session: LabelingSession, name: str, instructions: str, status: str, schemas: Sequence[LabelSchema]
+) -> LabelingSession:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the session a name."})
+    if LabelingSession.objects.filter(name=name).exclude(pk=session.pk).exists():
+        raise ValidationError({"name": f"A session named “{name}” already exists."})
+    if status not in SessionStatus.values:
+        raise ValidationError({"status": "Unknown status."})
+    with transaction.atomic():
+        session.name, session.instructions, session.status = name, instructions, status
+        session.save()
+        set_session_schemas(session=session, schemas=schemas)
+    return session
+
+
+def set_session_schemas(*, session: LabelingSession, schemas: Sequence[LabelSchema]) -> None:
+    """The session's questions, in this order."""
+    with transaction.atomic():
+        SessionSchema.objects.filter(session=session).delete()
+        SessionSchema.objects.bulk_create(
+            [SessionSchema(session=session, schema=schema, position=i) for i, schema in enumerate(schemas)]
+        )
+
+
+def set_assigned_reviewers(*, session: LabelingSession, reviewers: Iterable[AbstractBaseUser]) -> None:
+    with transaction.atomic():
+        session.reviewers.set(list(reviewers))
+
+
+def complete_session(*, session: LabelingSession) -> LabelingSession:
+    with transaction.atomic():
+        session.status = SessionStatus.COMPLETED
+        session.save(update_fields=["status", "updated_at"])
+    return session
+
+
+# ---------------------------------------------------------------- copying traces in
+
+
+@dataclass(slots=True)
+class AddResult:
+    added: int
+    already_there: int
+
+
+def add_traces_to_session(
+    *,
+    session: LabelingSession,
+    trace_ids: Iterable[str] | None = None,
+    traces: QuerySet[Trace] | None = None,
+) -> AddResult:
+    """Copy traces (by ``trace_id``, or every trace of a filtered queryset) into the session.
+
+    Each copy is frozen: its own Trace row with its spans and assessments, linked to the
+    source. A trace the session already holds is skipped.
+    """
+    if (trace_ids is None) == (traces is None):
+        raise ValueError("pass exactly one of trace_ids or traces")
+    source = Trace.objects.explorable()
+    if trace_ids is not None:
+        wanted = list(dict.fromkeys(trace_ids))
+        found = set(source.filter(trace_id__in=wanted).values_list("trace_id", flat=True))
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            raise ValidationError(f"Unknown trace id{'s' if len(missing) > 1 else ''}: {', '.join(missing[:5])}")
+        queryset = source.filter(trace_id__in=wanted)
+    else:
+        queryset = traces.filter(experiment__kind=ExperimentKind.TRACES)  # type: ignore[union-attr]
+    added = already = 0
+    with transaction.atomic():
+        LabelingSession.objects.select_for_update().get(pk=session.pk)  # one copier at a time per session
+        present = set(session.items.values_list("source_trace_id_text", flat=True))
+        next_position = (session.items.aggregate(m=Max("position"))["m"] or 0) + 1
+        batch: list[Trace] = []
+        for trace in queryset.order_by("request_time", "id").iterator(chunk_size=COPY_BATCH):
+            if trace.trace_id in present:
+                already += 1
+                continue
+            present.add(trace.trace_id)
+            batch.append(trace)
+            if len(batch) >= COPY_BATCH:
+                next_position = _copy_batch(session, batch, next_position)
+                added += len(batch)
+                batch = []
+        if batch:
+            _copy_batch(session, batch, next_position)
+            added += len(batch)
+    return AddResult(added=added, already_there=already)
+
+
+def _copy_batch(session: LabelingSession, sources: list[Trace], position: int) -> int:
+    now = timezone.now()
+    copies = [
+        Trace(
+            trace_id=f"tr-{uuid.uuid4().hex}",
+            experiment=session.experiment,
+            name=s.name,
+            state=s.state,
+            request_time=s.request_time,
+            execution_duration_ms=s.execution_duration_ms,
+            request_preview=s.request_preview,
+            response_preview=s.response_preview,
+            client_request_id=s.client_request_id,
+            tags=s.tags,
+            trace_metadata=s.trace_metadata,
+            span_count=s.span_count,
+            source_trace=s,
+        )
+        for s in sources
+    ]
+    Trace.objects.bulk_create(copies)
+    if any(c.pk is None for c in copies):  # databases without RETURNING
+        by_source = dict(
+            Trace.objects.filter(source_trace__in=sources, experiment=session.experiment).values_list(
+                "source_trace_id", "id"
+            )
+        )
+        for copy in copies:
+            copy.pk = by_source[copy.source_trace_id]
+    copy_of = {s.pk: c for s, c in zip(sources, copies, strict=True)}
+    spans = [
+        Span(
+            trace_id=copy_of[span.trace_id].pk,
+            span_id=span.span_id,
+            parent_id=span.parent_id,
+            name=span.name,
+            span_type=span.span_type,
+            status_code=span.status_code,
+            status_message=span.status_message,
+            start_time_ns=span.start_time_ns,
+            end_time_ns=span.end_time_ns,
+            inputs=span.inputs,
+            outputs=span.outputs,
+            attributes=span.attributes,
+            events=span.events,
+        )
+        for span in Span.objects.filter(trace__in=sources).iterator(chunk_size=2000)
+    ]
+    Span.objects.bulk_create(spans, batch_size=1000)
+    _copy_assessments(sources, copy_of)
+    ReviewItem.objects.bulk_create(
+        [
+            ReviewItem(
+                session=session,
+                trace=c,
+                source_trace=s,
+                source_trace_id_text=s.trace_id,
+                position=position + i,
+                created_at=now,
+            )
+            for i, (s, c) in enumerate(zip(sources, copies, strict=True))
+        ]
+    )
+    return position + len(sources)
+
+
+def _copy_assessments(sources: list[Trace], copy_of: Mapping[int, Trace]) -> None:
+    originals = list(Assessment.objects.filter(trace__in=sources))
+    new_ids = {a.assessment_id: f"a-{uuid.uuid4().hex}" for a in originals}
+    Assessment.objects.bulk_create(
+        [
+            Assessment(
+                assessment_id=new_ids[a.assessment_id],
+                trace_id=copy_of[a.trace_id].pk,
+                name=a.name,
+                kind=a.kind,
+                value=a.value,
+                rationale=a.rationale,
+                error=a.error,
+                source_type=a.source_type,
+                source_id=a.source_id,
+                span_id=a.span_id,
+                overrides=new_ids.get(a.overrides, a.overrides),
+                valid=a.valid,
+                metadata={**a.metadata, "copied_from": a.assessment_id},
+                create_time=a.create_time,
+                last_update_time=a.last_update_time,
+            )
+            for a in originals
+        ]
+    )
+
+
+# ---------------------------------------------------------------- answers
+
+
+def current_answers(*, item: ReviewItem, reviewer: AbstractBaseUser) -> dict[str, Assessment]:
+    """The reviewer's valid assessments on this item, by question name."""
+    return {
+        a.name: a
+        for a in Assessment.objects.filter(
+            trace_id=item.trace_id,
+            source_type=AssessmentSource.HUMAN,
+            source_id=reviewer.get_username(),
+            valid=True,
+        )
+    }
+
+
+def record_assessment(
+    *,
+    item: ReviewItem,
+    reviewer: AbstractBaseUser,
+    schema: LabelSchema,
+    value: Any,
+    rationale: str = "",
+    previous: Assessment | None = None,
+) -> Assessment:
+    """Store one typed answer as an MLflow assessment; a changed answer overrides the old one.
+
+    An unchanged answer is a no-op (the existing assessment is returned), so double
+    submits and retries never pile up duplicates.
+    """
+    if previous is None:
+        previous = current_answers(item=item, reviewer=reviewer).get(schema.name)
+    if previous is not None and previous.value == value and previous.rationale == rationale:
+        return previous
+    now = timezone.now()
+    assessment = Assessment.objects.create(
+        assessment_id=f"a-{uuid.uuid4().hex}",
+        trace_id=item.trace_id,
+        name=schema.name,
+        kind=schema.type,
+        value=value,
+        rationale=rationale,
+        source_type=AssessmentSource.HUMAN,
+        source_id=reviewer.get_username(),
+        overrides=previous.assessment_id if previous else "",
+        valid=True,
+        metadata={
+            "labeling_session_id": item.session_id,
+            "labeling_session": item.session.name,
+            "review_item_id": item.pk,
+            "source_trace_id": item.source_trace_id_text,
+            "schema_version": schema.version,
+        },
+        create_time=now,
+        last_update_time=now,
+    )
+    if previous is not None:
+        Assessment.objects.filter(pk=previous.pk).update(valid=False, last_update_time=now)
+    return assessment
+
+
+def clean_answers(
+    *, schemas: Sequence[LabelSchema], raw_answers: Mapping[str, Any], raw_comments: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Typed answers by question name, or ``ValidationError`` with one message per bad question."""
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for schema in schemas:
+        raw = raw_answers.get(schema.name)
+        if is_blank(raw):
+            continue
+        try:
+            values[schema.name] = parse_answer(schema, raw)
+        except ValidationError as exc:
+            errors[schema.name] = exc.messages
+    comments = {s.name: (raw_comments.get(s.name) or "").strip() for s in schemas if s.enable_comment}
+    for name, comment in comments.items():
+        if len(comment) > 5000:
+            errors.setdefault(name, []).append("Keep the comment under 5,000 characters.")
+    if not values and not errors:
+        errors["__all__"] = ["Answer at least one question, or skip this item."]
+    if errors:
+        raise ValidationError(errors)
+    return values, comments
+
+
+def submit_review(
+    *,
+    item: ReviewItem,
+    reviewer: AbstractBaseUser,
+    raw_answers: Mapping[str, Any],
+    raw_comments: Mapping[str, str] | None = None,
+) -> list[Assessment]:
+    """Validate every answer (nothing is saved if one is bad), store them, mark the item done."""
+    session = item.session
+    if not session.accepts_answers:
+        raise SessionClosedError("This session is archived; it no longer accepts answers.")
+    schemas = session.ordered_schemas()
+    values, comments = clean_answers(schemas=schemas, raw_answers=raw_answers, raw_comments=raw_comments or {})
+    with transaction.atomic():
+        ItemReview.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
+        previous = current_answers(item=item, reviewer=reviewer)
+        stored = [
+            record_assessment(
+                item=item,
+                reviewer=reviewer,
+                schema=schema,
+                value=values[schema.name],
+                rationale=comments.get(schema.name, ""),
+                previous=previous.get(schema.name),
+            )
+            for schema in schemas
+            if schema.name in values
+        ]
+        ItemReview.objects.update_or_create(
+            item=item,
+            reviewer=reviewer,
+            defaults={"status": ReviewStatus.SUBMITTED, "submitted_at": timezone.now(), "skip_reason": ""},
+        )
+    return stored
+
+
+def skip_item(*, item: ReviewItem, reviewer: AbstractBaseUser, reason: str = "") -> None:
+    if not item.session.accepts_answers:
+        raise SessionClosedError("This session is archived; it no longer accepts answers.")
+    with transaction.atomic():
+        review, created = ItemReview.objects.get_or_create(
+            item=item, reviewer=reviewer, defaults={"status": ReviewStatus.SKIPPED, "skip_reason": reason[:500]}
+        )
+        if not created and review.status != ReviewStatus.SUBMITTED:
+            review.status, review.skip_reason = ReviewStatus.SKIPPED, reason[:500]
+            review.save(update_fields=["status", "skip_reason", "updated_at"])
+
+
+def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:
+    """Apply form data to a schema (used by the admin form before ``save_label_schema``)."""
+    for field in ("name", "type", "title", "instruction", "enable_comment", "input_type", *CONFIG_FIELDS):
+        if field in data:
+            setattr(schema, field, data[field])
