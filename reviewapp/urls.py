@@ -8,5 +8,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),
+    path("", include("labeling.urls")),
     path("django-admin/", admin.site.urls),
 ]

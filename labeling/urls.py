@@ -1,0 +1,23 @@
+from django.urls import path
+
+from .views import manage, review
+
+app_name = "labeling"
+
+urlpatterns = [
+    # Staff pages
+    path("manage/schemas/", manage.schema_list, name="schema_list"),
+    path("manage/schemas/new/", manage.schema_create, name="schema_create"),
+    path("manage/schemas/<int:pk>/", manage.schema_edit, name="schema_edit"),
+    path("manage/sessions/", manage.session_list, name="session_list"),
+    path("manage/sessions/new/", manage.session_create, name="session_create"),
+    path("manage/sessions/<int:pk>/", manage.session_dashboard, name="session_dashboard"),
+    path("manage/sessions/<int:pk>/edit/", manage.session_edit, name="session_edit"),
+    path("manage/sessions/<int:pk>/add-traces/", manage.session_add_traces, name="session_add_traces"),
+    # Reviewers
+    path("review/", review.my_sessions, name="my_sessions"),
+    path("review/<int:session_pk>/", review.review_start, name="review_start"),
+    path("review/<int:session_pk>/items/<int:item_pk>/", review.review_item, name="review_item"),
+    path("review/<int:session_pk>/items/<int:item_pk>/submit/", review.submit_item, name="submit_item"),
+    path("review/<int:session_pk>/items/<int:item_pk>/skip/", review.skip, name="skip_item"),
+]
