@@ -1,0 +1,115 @@
+// Keyboard-first review: digits pick options, Ctrl+Enter submits from anywhere, j/k move, s skips, ? helps.
+// Everything here is an enhancement: without it, the forms post and the links navigate.
+(function () {
+  "use strict";
+  var active = 0; // index of the highlighted question
+
+  function questions() { return Array.prototype.slice.call(document.querySelectorAll("#answer-form fieldset.question")); }
+  function isTyping(el) {
+    if (!el || !el.tagName) return false;
+    var tag = el.tagName.toLowerCase();
+    if (tag === "textarea" || tag === "select" || el.isContentEditable) return true;
+    return tag === "input" && ["text", "number", "search", "email", "url", "password"].indexOf(el.type) !== -1;
+  }
+  function answered(q) {
+    if (q.querySelector("input:checked")) return true;
+    var field = q.querySelector("textarea:not([name^='c-']), input[type=number]");
+    return !!(field && field.value.trim());
+  }
+  function highlight(index) {
+    var qs = questions();
+    if (!qs.length) return;
+    active = Math.max(0, Math.min(index, qs.length - 1));
+    qs.forEach(function (q, i) { q.classList.toggle("active", i === active); });
+  }
+  function firstUnanswered() {
+    var qs = questions();
+    for (var i = 0; i < qs.length; i++) { if (!answered(qs[i])) return i; }
+    return 0;
+  }
+  function init() {
+    highlight(firstUnanswered());
+    var help = document.getElementById("shortcut-help");
+    document.querySelectorAll("[data-show-help]").forEach(function (b) {
+      b.addEventListener("click", function () { toggleHelp(help); });
+    });
+  }
+  function toggleHelp(help) {
+    help = help || document.getElementById("shortcut-help");
+    if (!help) return;
+    if (help.open) { help.close(); } else { help.showModal(); }
+  }
+  function submit(form) {
+    if (!form) return;
+    if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+  }
+  function pick(digit) {
+    var q = questions()[active];
+    if (!q) return false;
+    var inputs = q.querySelectorAll("input[type=radio], input[type=checkbox]");
+    if (inputs.length) {
+      var input = inputs[digit - 1];
+      if (!input || input.disabled) return false;
+      if (input.type === "radio") {
+        input.checked = true;
+        highlight(active + 1 < questions().length ? active + 1 : active);
+      } else {
+        input.checked = !input.checked;
+      }
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+      return true;
+    }
+    var number = q.querySelector("input[type=number]");
+    if (number && !number.disabled) { number.focus(); number.value = String(digit); return true; }
+    return false;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (!document.getElementById("answer-form")) return;
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
+      event.preventDefault();
+      submit(document.getElementById("answer-form"));
+      return;
+    }
+    var target = event.target;
+    if (isTyping(target)) {
+      if (event.key === "Escape") { target.blur(); }
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var help = document.getElementById("shortcut-help");
+    if (help && help.open && event.key !== "?") return;
+    if (/^[1-9]$/.test(event.key)) {
+      if (pick(parseInt(event.key, 10))) event.preventDefault();
+      return;
+    }
+    switch (event.key) {
+      case "Enter":
+        if (target.tagName && ["a", "button", "summary"].indexOf(target.tagName.toLowerCase()) !== -1) return;
+        event.preventDefault();
+        submit(document.getElementById("answer-form"));
+        break;
+      case "j": click("next-link", event); break;
+      case "k": click("prev-link", event); break;
+      case "s": event.preventDefault(); submit(document.getElementById("skip-form")); break;
+      case "?": event.preventDefault(); toggleHelp(help); break;
+    }
+  });
+  function click(id, event) {
+    var link = document.getElementById(id);
+    if (link) { event.preventDefault(); link.click(); }
+  }
+  // Clicking into a question makes it the highlighted one.
+  document.addEventListener("focusin", function (event) {
+    var q = event.target.closest && event.target.closest("fieldset.question");
+    if (q) highlight(questions().indexOf(q));
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "review-main" || document.getElementById("review-main") === event.detail.elt) {
+      window.scrollTo(0, 0);
+      if (document.activeElement) document.activeElement.blur();
+    }
+    init();
+  });
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }
+})();
