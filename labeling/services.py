@@ -42,6 +42,8 @@ def save_label_schema(*, schema: LabelSchema, changed_by: AbstractBaseUser | Non
     """Create or edit a schema. Edits keep the previous version; the input kind is frozen once answered."""
     clear_unused_config(schema)
     validate_schema_config(schema)
+    if LabelSchema.objects.filter(name=schema.name).exclude(pk=schema.pk).exists():
+        raise ValidationError({"name": f"A question named “{schema.name}” already exists."})
     with transaction.atomic():
         if schema.pk is None:
             schema.save()
