@@ -73,7 +73,12 @@
     }
     var target = event.target;
     if (isTyping(target)) {
-      if (event.key === "Escape") { target.blur(); }
+      if (event.key === "Escape") {
+        target.blur();
+        // Leaving a box of an answered question: highlight the next question still open.
+        var q = target.closest && target.closest("fieldset.question");
+        if (q && answered(q)) highlight(firstUnanswered());
+      }
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
