@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
@@ -110,6 +111,9 @@ class LabelSchemaVersion(models.Model):
         ordering = ["schema", "-version"]
         constraints = [models.UniqueConstraint(fields=["schema", "version"], name="schema_version_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.schema} v{self.version}"
+
 
 class SessionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
@@ -133,6 +137,31 @@ class LabelingSession(models.Model):
     )
     schemas = models.ManyToManyField(LabelSchema, through="SessionSchema", related_name="sessions")
     reviewers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="labeling_sessions", blank=True)
+    leads = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="led_sessions",
+        blank=True,
+        help_text="Session leads manage this session and settle disagreements.",
+    )
+    reviewers_per_item = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="How many different reviewers answer each item (1-10).",
+    )
+    lease_minutes = models.PositiveSmallIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="How long an item stays reserved for the reviewer who opened it.",
+    )
+    blind = models.BooleanField(
+        default=False,
+        help_text="Reviewers never see other reviewers' answers nor judge/code assessments before submitting.",
+    )
+    assignment_mode = models.CharField(
+        max_length=10,
+        choices=[("pool", "Shared pool: next free item"), ("assigned", "Assigned: each reviewer sees their items")],
+        default="pool",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -170,6 +199,9 @@ class SessionSchema(models.Model):
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["session", "schema"], name="session_schema_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.session} #{self.position}: {self.schema}"
+
 
 class ReviewItemQuerySet(models.QuerySet["ReviewItem"]):
     def with_progress(self) -> ReviewItemQuerySet:
@@ -187,6 +219,10 @@ class ReviewItem(models.Model):
     source_trace = models.ForeignKey(Trace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     source_trace_id_text = models.CharField(max_length=64, help_text="trace_id of the original, kept if it is deleted.")
     position = models.PositiveIntegerField()
+    submitted_count = models.PositiveSmallIntegerField(default=0, help_text="Reviewers who submitted answers.")
+    assignees = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="ItemAssignment", related_name="assigned_items", blank=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ReviewItemQuerySet.as_manager()
@@ -206,8 +242,22 @@ class ReviewItem(models.Model):
 
 
 class ReviewStatus(models.TextChoices):
+    CLAIMED = "claimed", "In progress"
     SUBMITTED = "submitted", "Submitted"
     SKIPPED = "skipped", "Skipped"
+
+
+class ItemAssignment(models.Model):
+    """An item given explicitly to a reviewer (sessions in ``assigned`` mode)."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="assignments")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "reviewer"], name="item_assignment_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.item} → {self.reviewer}"
 
 
 class ItemReview(models.Model):
@@ -217,9 +267,41 @@ class ItemReview(models.Model):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="item_reviews")
     status = models.CharField(max_length=12, choices=ReviewStatus.choices)
     skip_reason = models.CharField(max_length=500, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    flagged = models.BooleanField(default=False)
+    flag_note = models.CharField(max_length=1000, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "reviewer"], name="item_review_unique")]
-        indexes = [models.Index(fields=["reviewer", "status"], name="item_review_reviewer_idx")]
+        indexes = [
+            models.Index(fields=["reviewer", "status"], name="item_review_reviewer_idx"),
+            models.Index(fields=["item", "status", "lease_expires_at"], name="item_review_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer} on {self.item}: {self.status}"
+
+    @property
+    def seconds_spent(self) -> float | None:
+        if self.claimed_at and self.submitted_at:
+            return (self.submitted_at - self.claimed_at).total_seconds()
+        return None
+
+
+class Adjudication(models.Model):
+    """A lead's final answer for one question of one item; stored also as an authoritative assessment."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="adjudications")
+    schema = models.ForeignKey(LabelSchema, on_delete=models.PROTECT, related_name="+")
+    assessment = models.ForeignKey("traces.Assessment", on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "schema", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.item} / {self.schema}"

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import F, Max, QuerySet
 from django.utils import timezone
 
 from traces.models import Assessment, AssessmentSource, Experiment, ExperimentKind, Span, Trace
@@ -388,7 +388,10 @@ def submit_review(
     schemas = session.ordered_schemas()
     values, comments = clean_answers(schemas=schemas, raw_answers=raw_answers, raw_comments=raw_comments or {})
     with transaction.atomic():
-        ItemReview.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
+        # Lock the item first: every claim and submit on it is serialized, so counts never drift.
+        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
+        review = ItemReview.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
+        first_time = review is None or review.status != ReviewStatus.SUBMITTED
         previous = current_answers(item=item, reviewer=reviewer)
         stored = [
             record_assessment(
@@ -402,11 +405,17 @@ def submit_review(
             for schema in schemas
             if schema.name in values
         ]
-        ItemReview.objects.update_or_create(
-            item=item,
-            reviewer=reviewer,
-            defaults={"status": ReviewStatus.SUBMITTED, "submitted_at": timezone.now(), "skip_reason": ""},
-        )
+        now = timezone.now()
+        if review is None:
+            ItemReview.objects.create(
+                item=item, reviewer=reviewer, status=ReviewStatus.SUBMITTED, claimed_at=now, submitted_at=now
+            )
+        elif review.status != ReviewStatus.SUBMITTED:
+            review.status, review.submitted_at, review.skip_reason = ReviewStatus.SUBMITTED, now, ""
+            review.lease_expires_at = None
+            review.save(update_fields=["status", "submitted_at", "skip_reason", "lease_expires_at", "updated_at"])
+        if first_time:
+            ReviewItem.objects.filter(pk=locked.pk).update(submitted_count=F("submitted_count") + 1)
     return stored
 
 
@@ -414,12 +423,14 @@ def skip_item(*, item: ReviewItem, reviewer: AbstractBaseUser, reason: str = "")
     if not item.session.accepts_answers:
         raise SessionClosedError("This session is archived; it no longer accepts answers.")
     with transaction.atomic():
+        ReviewItem.objects.select_for_update().get(pk=item.pk)
         review, created = ItemReview.objects.get_or_create(
             item=item, reviewer=reviewer, defaults={"status": ReviewStatus.SKIPPED, "skip_reason": reason[:500]}
         )
         if not created and review.status != ReviewStatus.SUBMITTED:
-            review.status, review.skip_reason = ReviewStatus.SKIPPED, reason[:500]
-            review.save(update_fields=["status", "skip_reason", "updated_at"])
+            # The lease ends with the skip: the slot goes back to the pool for the others.
+            review.status, review.skip_reason, review.lease_expires_at = ReviewStatus.SKIPPED, reason[:500], None
+            review.save(update_fields=["status", "skip_reason", "lease_expires_at", "updated_at"])
 
 
 def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:

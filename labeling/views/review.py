@@ -19,7 +19,7 @@ from traces.models import Assessment, AssessmentSource, Span
 from traces.rendering import build_trace_view, pretty_json
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 
-from .. import services
+from .. import services, workflow
 from ..answers import answer_to_form_value
 from ..models import InputType, ItemReview, LabelingSession, LabelSchema, ReviewItem, ReviewStatus, SessionStatus
 
@@ -30,15 +30,17 @@ REVIEW_TEMPLATE = "labeling/review_item.html"
 
 
 def _get_session_for_reviewer(request: HttpRequest, pk: int) -> LabelingSession:
-    """The session if the user reviews it (staff may open any); everyone else gets 404."""
+    """The session if the user reviews, leads or administers it; everyone else gets 404."""
     sessions = LabelingSession.objects.select_related("experiment")
     if not request.user.is_staff:
-        sessions = sessions.for_reviewer(request.user)
+        sessions = sessions.filter(Q(reviewers=request.user) | Q(leads=request.user)).distinct()
     return get_object_or_404(sessions, pk=pk)
 
 
-def _get_item(session: LabelingSession, item_pk: int) -> ReviewItem:
-    return get_object_or_404(ReviewItem.objects.select_related("trace"), session=session, pk=item_pk)
+def _get_item(request: HttpRequest, session: LabelingSession, item_pk: int) -> ReviewItem:
+    """An item given to this reviewer (claimed, answered, skipped or assigned); managers see all."""
+    items = workflow.visible_items(session, request.user).select_related("trace")
+    return get_object_or_404(items, pk=item_pk)
 
 
 # ---------------------------------------------------------------- navigation
@@ -59,33 +61,31 @@ class Progress:
         return round(100 * self.submitted / self.total) if self.total else 100
 
 
-def next_item_for(session: LabelingSession, user: Any, after_position: int = 0) -> ReviewItem | None:
-    """The next item this reviewer has neither submitted nor skipped, after the given one; then skipped ones."""
-    items = session.items.order_by("position")
-    done = ItemReview.objects.filter(item__session=session, reviewer=user)
-    fresh = items.exclude(pk__in=done.values("item_id"))
-    return (
-        fresh.filter(position__gt=after_position).first()
-        or fresh.first()
-        or items.filter(pk__in=done.filter(status=ReviewStatus.SKIPPED).values("item_id")).first()
-    )
-
-
-def _neighbours(session: LabelingSession, item: ReviewItem) -> tuple[int | None, int | None]:
-    previous = session.items.filter(position__lt=item.position).order_by("-position").values_list("pk", flat=True)
-    following = session.items.filter(position__gt=item.position).order_by("position").values_list("pk", flat=True)
+def _neighbours(request: HttpRequest, session: LabelingSession, item: ReviewItem) -> tuple[int | None, int | None]:
+    """Previous / next among the items this user may open (their own work for reviewers)."""
+    items = workflow.visible_items(session, request.user).order_by()
+    previous = items.filter(position__lt=item.position).order_by("-position").values_list("pk", flat=True)
+    following = items.filter(position__gt=item.position).order_by("position").values_list("pk", flat=True)
     return previous.first(), following.first()
 
 
 def _progress(session: LabelingSession, user: Any, item: ReviewItem) -> Progress:
-    counts = session.items.aggregate(
+    """“N of M left”: M items in this reviewer's scope, N of them still waiting for this reviewer."""
+    scope = session.items.all()
+    if session.assignment_mode == "assigned" and not workflow.can_manage(user, session):
+        scope = scope.filter(assignments__reviewer=user)
+    mine_done = Q(reviews__reviewer=user, reviews__status=ReviewStatus.SUBMITTED)
+    counts = scope.aggregate(
         total=Count("pk", distinct=True),
+        submitted=Count("pk", filter=mine_done, distinct=True),
+        closed=Count("pk", filter=Q(submitted_count__gte=session.reviewers_per_item) & ~mine_done, distinct=True),
         before=Count("pk", filter=Q(position__lt=item.position), distinct=True),
-        submitted=Count(
-            "reviews", filter=Q(reviews__reviewer=user, reviews__status=ReviewStatus.SUBMITTED), distinct=True
-        ),
     )
-    return Progress(total=counts["total"], submitted=counts["submitted"], position=counts["before"] + 1)
+    return Progress(
+        total=counts["total"],
+        submitted=counts["submitted"] + counts["closed"],
+        position=counts["before"] + 1,
+    )
 
 
 # ---------------------------------------------------------------- questions
@@ -161,6 +161,7 @@ def _render_item(
     form_errors: list[str] | None = None,
     status: int = 200,
     partial: bool = False,
+    notice: str = "",
 ) -> HttpResponse:
     schemas = session.ordered_schemas()
     assessments = list(item.trace.assessments.all())
@@ -171,9 +172,13 @@ def _render_item(
         if a.valid and a.source_type == AssessmentSource.HUMAN and a.source_id == username
     }
     context_assessments = [a for a in assessments if a.source_type != AssessmentSource.HUMAN or a.source_id != username]
-    view = build_trace_view(item.trace, list(item.trace.spans.all()), context_assessments)
-    previous_pk, next_pk = _neighbours(session, item)
+    spans = list(item.trace.spans.all())
+    previous_pk, next_pk = _neighbours(request, session, item)
     my_review = ItemReview.objects.filter(item=item, reviewer=request.user).first()
+    if session.blind and (my_review is None or my_review.status != ReviewStatus.SUBMITTED):
+        if not workflow.can_manage(request.user, session):
+            context_assessments = []  # blind review: no other answers, no judge or code verdicts before submitting
+    view = build_trace_view(item.trace, spans, context_assessments)
     context = {
         "session": session,
         "item": item,
@@ -189,6 +194,8 @@ def _render_item(
         "tree_open_depth": 0,
         "tree_limit": len(view.nodes) if request.GET.get("tree") == "all" else SPAN_TREE_LIMIT,
         "accepts_answers": session.accepts_answers,
+        "can_manage": workflow.can_manage(request.user, session),
+        "notice": notice,
     }
     template = f"{REVIEW_TEMPLATE}#review-main" if partial else REVIEW_TEMPLATE
     response = render(request, template, context, status=status)
@@ -197,7 +204,13 @@ def _render_item(
 
 def _render_done(request: HttpRequest, session: LabelingSession, *, partial: bool) -> HttpResponse:
     template = "labeling/review_done.html#done" if partial else "labeling/review_done.html"
-    response = render(request, template, {"session": session})
+    mine = ItemReview.objects.filter(item__session=session, reviewer=request.user).aggregate(
+        done=Count("pk", filter=Q(status=ReviewStatus.SUBMITTED)),
+        skipped=Count("pk", filter=Q(status=ReviewStatus.SKIPPED)),
+    )
+    busy = session.items.filter(submitted_count__lt=session.reviewers_per_item).count()
+    context = {"session": session, "done": mine["done"], "skipped": mine["skipped"], "still_open": busy}
+    response = render(request, template, context)
     if partial:
         push_url(response, reverse("labeling:review_start", args=[session.pk]))
     return response
@@ -228,21 +241,62 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def review_start(request: HttpRequest, session_pk: int) -> HttpResponse:
+    """Hand out the next item (with a lease) and open it."""
     session = _get_session_for_reviewer(request, session_pk)
-    item = next_item_for(session, request.user)
+    item = workflow.claim_next_item(session=session, reviewer=request.user)
     if item is None:
         return _render_done(request, session, partial=bool(request.htmx))
+    if request.htmx:
+        response = _render_item(request, session, _reload(item), partial=True)
+        return push_url(response, item.get_absolute_url())
     return redirect(item.get_absolute_url())
+
+
+def _reload(item: ReviewItem) -> ReviewItem:
+    return ReviewItem.objects.select_related("trace").get(pk=item.pk)
 
 
 @login_required
 @require_GET
 def review_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
     session = _get_session_for_reviewer(request, session_pk)
-    item = _get_item(session, item_pk)
+    item = _get_item(request, session, item_pk)
     if request.GET.get("span"):
         return _span_detail(request, item)
+    mine = ItemReview.objects.filter(item=item, reviewer=request.user).first()
+    if session.status == SessionStatus.ACTIVE and workflow.lease_needs_renewal(mine):
+        if session.reviewers.filter(pk=request.user.pk).exists():
+            workflow.claim_item(item=item, reviewer=request.user)  # hold the item while the reviewer works
     return _render_item(request, session, item, partial=bool(request.htmx))
+
+
+@login_required
+@require_GET
+def my_completed(request: HttpRequest, session_pk: int) -> HttpResponse:
+    """The items this reviewer answered, to revisit and edit."""
+    session = _get_session_for_reviewer(request, session_pk)
+    reviews = (
+        ItemReview.objects.filter(item__session=session, reviewer=request.user)
+        .exclude(status=ReviewStatus.CLAIMED, flagged=False)
+        .select_related("item__trace")
+        .order_by("item__position")
+    )
+    return render(request, "labeling/my_completed.html", {"session": session, "reviews": reviews})
+
+
+@login_required
+@require_POST
+def flag(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
+    session = _get_session_for_reviewer(request, session_pk)
+    item = _get_item(request, session, item_pk)
+    try:
+        workflow.flag_item(item=item, reviewer=request.user, note=request.POST.get("note", ""))
+    except ValidationError as exc:
+        return _refuse(request, session, item, " ".join(exc.messages), status=400)
+    if not request.htmx:
+        messages.success(request, "Flagged for an admin. Thank you.")
+        return redirect(item.get_absolute_url())
+    return _render_item(request, session, item, partial=True, notice="Flagged for an admin. Thank you.")
 
 
 def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
@@ -267,7 +321,7 @@ def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
 @require_POST
 def submit_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
     session = _get_session_for_reviewer(request, session_pk)
-    item = _get_item(session, item_pk)
+    item = _get_item(request, session, item_pk)
     schemas = session.ordered_schemas()
     raw, comments = _raw_answers(request, schemas)
     try:
@@ -293,7 +347,7 @@ def submit_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResp
 @require_POST
 def skip(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
     session = _get_session_for_reviewer(request, session_pk)
-    item = _get_item(session, item_pk)
+    item = _get_item(request, session, item_pk)
     try:
         services.skip_item(item=item, reviewer=request.user, reason=request.POST.get("reason", ""))
     except services.SessionClosedError as exc:
@@ -308,18 +362,12 @@ def _refuse(
 
 
 def _go_next(request: HttpRequest, session: LabelingSession, item: ReviewItem) -> HttpResponse:
-    following = next_item_for(session, request.user, after_position=item.position)
-    if following is None or (following.pk == item.pk and _is_submitted(item, request.user)):
+    following = workflow.claim_next_item(session=session, reviewer=request.user)
+    if following is None:
         if not request.htmx:
-            messages.success(request, "All items in this session are done. Thank you!")
             return redirect("labeling:review_start", session.pk)
         return _render_done(request, session, partial=True)
     if not request.htmx:
         return redirect(following.get_absolute_url())
-    following = _get_item(session, following.pk)
-    response = _render_item(request, session, following, partial=True)
+    response = _render_item(request, session, _reload(following), partial=True)
     return push_url(response, following.get_absolute_url())
-
-
-def _is_submitted(item: ReviewItem, user: Any) -> bool:
-    return ItemReview.objects.filter(item=item, reviewer=user, status=ReviewStatus.SUBMITTED).exists()

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from labeling import services
+from labeling import services, workflow
 from labeling.models import ItemReview, LabelingSession, LabelSchema, ReviewStatus, SessionStatus
 from tests.factories import make_assessment, make_trace
 from traces.models import Assessment
@@ -33,6 +33,8 @@ def session(reviewer, admin_user) -> LabelingSession:
     )
     traces = [make_trace(question=f"Question {i}?") for i in range(3)]
     services.add_traces_to_session(session=session, trace_ids=[t.trace_id for t in traces])
+    # Every item is given to the reviewer, so they can open any of them (pool mode is tested elsewhere).
+    workflow.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
     return session
 
 
@@ -196,7 +198,7 @@ def test_judge_assessments_are_visible_as_context(as_reviewer: Client, admin_use
     make_assessment(trace, "relevance", "yes", rationale="Judge: the answer uses the docs", source_type="LLM_JUDGE")
     session = services.create_labeling_session(name="ctx", schemas=make_schemas()[:1], reviewers=[reviewer])
     services.add_traces_to_session(session=session, trace_ids=[trace.trace_id])
-    body = as_reviewer.get(session.items.get().get_absolute_url()).content.decode()
+    body = as_reviewer.get(reverse("labeling:review_start", args=[session.pk]), follow=True).content.decode()
     assert "Judge: the answer uses the docs" in body and "LLM judge" in body
 
 
@@ -220,6 +222,7 @@ def test_item_of_another_session_is_404(as_reviewer: Client, session, reviewer) 
     trace = make_trace()
     services.add_traces_to_session(session=other, trace_ids=[trace.trace_id])
     foreign = other.items.get()
+    workflow.assign_items(session=other, reviewer=reviewer, item_ids=[foreign.pk])
     assert as_reviewer.get(reverse("labeling:review_item", args=[session.pk, foreign.pk])).status_code == 404
 
 
@@ -244,8 +247,10 @@ def test_review_page_query_count_is_constant(as_reviewer: Client, reviewer, djan
     session = services.create_labeling_session(name="big", schemas=make_schemas(), reviewers=[reviewer])
     small, big = make_trace(n_spans=3), make_trace(n_spans=2000, n_documents=200)
     services.add_traces_to_session(session=session, trace_ids=[small.trace_id, big.trace_id])
+    workflow.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
     for item in session.items.all():
-        with django_assert_max_num_queries(14):
+        as_reviewer.get(item.get_absolute_url())  # the first visit takes the lease (a few writes)
+        with django_assert_max_num_queries(16):
             assert as_reviewer.get(item.get_absolute_url()).status_code == 200
     first, second = session.items.order_by("position")
     with django_assert_max_num_queries(30):
