@@ -104,6 +104,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+    # A file, not shared-cache memory, so concurrent tests wait on the lock instead of failing.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-reviewapp-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
