@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import manage, review
+from .views import adjudication, manage, people, review
 
 app_name = "labeling"
 
@@ -14,6 +14,14 @@ urlpatterns = [
     path("manage/sessions/<int:pk>/", manage.session_dashboard, name="session_dashboard"),
     path("manage/sessions/<int:pk>/edit/", manage.session_edit, name="session_edit"),
     path("manage/sessions/<int:pk>/add-traces/", manage.session_add_traces, name="session_add_traces"),
+    path("manage/sessions/<int:pk>/disagreements/", adjudication.adjudication_queue, name="adjudication_queue"),
+    path(
+        "manage/sessions/<int:pk>/disagreements/<int:item_pk>/",
+        adjudication.adjudicate_item,
+        name="adjudicate_item",
+    ),
+    path("manage/people/", people.user_list, name="user_list"),
+    path("manage/people/<int:pk>/role/", people.user_role, name="user_role"),
     # Reviewers
     path("review/", review.my_sessions, name="my_sessions"),
     path("review/<int:session_pk>/", review.review_start, name="review_start"),

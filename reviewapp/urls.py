@@ -1,10 +1,21 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from traces.access import can_explore_traces
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Admins and leads land on the traces; reviewers on their sessions."""
+    return redirect("traces:list" if can_explore_traces(request.user) else "labeling:my_sessions")
+
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="traces:list", permanent=False), name="home"),
+    path("", home, name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),

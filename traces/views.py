@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from .access import can_explore_traces
 from .models import Span, Trace
 from .rendering import build_trace_view, pretty_json
 from .search import TraceFilterForm, traces_for_list
@@ -16,9 +17,16 @@ from .templatetags.trace_tags import SPAN_TREE_LIMIT
 PAGE_SIZE = 50
 
 
+def _require_explorer(request: HttpRequest) -> None:
+    """Reviewers see only the items given to them: the explorer does not exist for them (404)."""
+    if not can_explore_traces(request.user):
+        raise Http404("No such page.")
+
+
 @login_required
 @require_GET
 def trace_list(request: HttpRequest) -> HttpResponse:
+    _require_explorer(request)
     form = TraceFilterForm(request.GET or None)
     traces = Trace.objects.explorable()
     if form.is_bound and form.is_valid():
@@ -35,7 +43,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
 
 
 def get_trace_for_user(request: HttpRequest, trace_id: str) -> Trace:
-    """The trace explorer is open to every signed-in user for now; roles narrow this later."""
+    """A trace of the explorer (admins and session leads); 404 for everyone else."""
+    _require_explorer(request)
     return get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
 
 

@@ -13,9 +13,28 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def client_in(client: Client, reviewer) -> Client:
-    client.force_login(reviewer)
+def client_in(client: Client, admin_user) -> Client:
+    client.force_login(admin_user)
     return client
+
+
+def test_reviewers_have_no_trace_explorer(client: Client, reviewer) -> None:
+    trace = make_trace()
+    client.force_login(reviewer)
+    assert client.get(reverse("traces:list")).status_code == 404
+    assert client.get(trace.get_absolute_url()).status_code == 404
+    assert client.get(reverse("home"))["Location"] == reverse("labeling:my_sessions")
+
+
+def test_session_leads_may_explore_traces(client: Client, reviewer) -> None:
+    from labeling import services, workflow
+
+    trace = make_trace()
+    session = services.create_labeling_session(name="led")
+    workflow.set_session_leads(session=session, leads=[reviewer])
+    client.force_login(reviewer)
+    assert client.get(reverse("traces:list")).status_code == 200
+    assert client.get(trace.get_absolute_url()).status_code == 200
 
 
 def test_pages_require_login(client: Client) -> None:
