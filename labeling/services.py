@@ -120,6 +120,34 @@ def update_labeling_session(
     return session
 
 
+def update_review_settings(
+    *,
+    session: LabelingSession,
+    reviewers_per_item: int,
+    lease_minutes: int,
+    blind: bool,
+    assignment_mode: str,
+    status: str,
+) -> LabelingSession:
+    """Overlap, lease length, blind mode and how items are handed out."""
+    errors: dict[str, str] = {}
+    if not 1 <= reviewers_per_item <= 10:
+        errors["reviewers_per_item"] = "Choose between 1 and 10 reviewers per item."
+    if not 1 <= lease_minutes <= 24 * 60:
+        errors["lease_minutes"] = "Choose between 1 minute and 24 hours."
+    if assignment_mode not in ("pool", "assigned"):
+        errors["assignment_mode"] = "Unknown way of handing out items."
+    if status not in SessionStatus.values:
+        errors["status"] = "Unknown status."
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        session.reviewers_per_item, session.lease_minutes = reviewers_per_item, lease_minutes
+        session.blind, session.assignment_mode, session.status = blind, assignment_mode, status
+        session.save()
+    return session
+
+
 def set_session_schemas(*, session: LabelingSession, schemas: Sequence[LabelSchema]) -> None:
     """The session's questions, in this order."""
     with transaction.atomic():

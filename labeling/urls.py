@@ -14,6 +14,9 @@ urlpatterns = [
     path("manage/sessions/<int:pk>/", manage.session_dashboard, name="session_dashboard"),
     path("manage/sessions/<int:pk>/edit/", manage.session_edit, name="session_edit"),
     path("manage/sessions/<int:pk>/add-traces/", manage.session_add_traces, name="session_add_traces"),
+    path("manage/sessions/<int:pk>/complete/", manage.session_complete, name="session_complete"),
+    path("manage/sessions/<int:pk>/assign/", manage.session_assign, name="session_assign"),
+    path("manage/sessions/add-from-filters/", manage.add_from_filters, name="add_from_filters"),
     path("manage/sessions/<int:pk>/disagreements/", adjudication.adjudication_queue, name="adjudication_queue"),
     path(
         "manage/sessions/<int:pk>/disagreements/<int:item_pk>/",
