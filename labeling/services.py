@@ -328,7 +328,7 @@ def current_answers(*, item: ReviewItem, reviewer: AbstractBaseUser) -> dict[str
             source_type=AssessmentSource.HUMAN,
             source_id=reviewer.get_username(),
             valid=True,
-        )
+        ).exclude(metadata__has_key="copied_from")
     }
 
 

@@ -38,6 +38,7 @@ from .services import SessionClosedError
 
 MAX_CLAIM_ATTEMPTS = 20
 ADJUDICATION_KEY = "adjudicated"
+COPIED_KEY = "copied_from"  # set on assessments copied with a trace into a session
 
 
 # ---------------------------------------------------------------- roles and access
@@ -261,6 +262,16 @@ def assign_items(*, session: LabelingSession, reviewer: AbstractBaseUser, item_i
 # ---------------------------------------------------------------- disagreement and adjudication
 
 
+def session_answers(session: LabelingSession | None = None) -> QuerySet[Assessment]:
+    """Valid human answers given in labeling sessions (not the ones copied in with the traces)."""
+    answers = Assessment.objects.filter(source_type=AssessmentSource.HUMAN, valid=True).exclude(
+        metadata__has_key=COPIED_KEY
+    )
+    if session is not None:
+        answers = answers.filter(trace__review_item__session=session)
+    return answers
+
+
 def canonical(value: Any) -> str:
     """Values compared as canonical JSON (lists of choices as sets)."""
     if isinstance(value, list):
@@ -272,9 +283,8 @@ def reviewer_answers(items: Iterable[int]) -> dict[int, dict[str, list[Assessmen
     """Current reviewer answers (not adjudications) per item and question, in one query."""
     grouped: dict[int, dict[str, list[Assessment]]] = defaultdict(lambda: defaultdict(list))
     rows = (
-        Assessment.objects.filter(
-            trace__review_item__in=list(items), source_type=AssessmentSource.HUMAN, valid=True
-        )
+        session_answers()
+        .filter(trace__review_item__in=list(items))
         .exclude(metadata__has_key=ADJUDICATION_KEY)
         .select_related("trace__review_item")
         .order_by("create_time", "id")

@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from traces.models import Assessment, AssessmentSource, Trace
+from traces.models import Trace
 from traces.search import TraceFilterForm
 
 from .. import services, workflow
@@ -286,7 +286,7 @@ def _progress_context(session: LabelingSession) -> dict[str, Any]:
 def _answers_context(request: HttpRequest, session: LabelingSession, schemas: list[LabelSchema]) -> dict[str, Any]:
     form = AnswerFilterForm(request.GET or None, schemas=schemas)
     answers = (
-        Assessment.objects.filter(trace__review_item__session=session, source_type=AssessmentSource.HUMAN, valid=True)
+        workflow.session_answers(session)
         .select_related("trace__review_item")
         .order_by("-create_time", "-id")
     )
@@ -337,7 +337,7 @@ def _agreement(session: LabelingSession) -> list[Any]:
 def _distributions(session: LabelingSession, schemas: list[LabelSchema]) -> list[dict[str, Any]]:
     """Answer counts per question and value, in one query; bars scaled to the largest count."""
     rows = (
-        Assessment.objects.filter(trace__review_item__session=session, source_type=AssessmentSource.HUMAN, valid=True)
+        workflow.session_answers(session)
         .exclude(metadata__has_key=workflow.ADJUDICATION_KEY)
         .values_list("name", "value")
     )
