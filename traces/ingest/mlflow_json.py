@@ -31,6 +31,7 @@ from .values import (
     parse_duration_ms,
     parse_time,
     preview,
+    short_id,
 )
 
 STATUS_NAMES = {
@@ -96,6 +97,8 @@ def _trace_from_v3(info: dict[str, Any], spans_raw: list[Any]) -> TraceRecord:
         raise TraceFormatError("missing trace_id in trace info")
     spans = [_span_from_v3(raw, index) for index, raw in enumerate(spans_raw)]
     location = info.get("trace_location") or {}
+    if not isinstance(location, dict) or not isinstance(location.get("mlflow_experiment") or {}, dict):
+        raise TraceFormatError("'trace_location' must be an object")
     experiment_id = str(
         ((location.get("mlflow_experiment") or {}).get("experiment_id")) or info.get("experiment_id") or ""
     )
@@ -158,6 +161,8 @@ def _trace_from_v2(info: dict[str, Any], data: dict[str, Any], spans_raw: list[A
 
 def _finish_trace(record: TraceRecord, assessments_raw: Any) -> TraceRecord:
     """Fill what the info may leave out from the root span, and attach assessments."""
+    short_id(record.trace_id, what="trace_id")
+    short_id(record.experiment_id, what="experiment_id")
     seen: set[str] = set()
     for span in record.spans:
         if span.span_id in seen:
@@ -191,7 +196,7 @@ def _split_mlflow_attributes(attributes: dict[str, Any]) -> tuple[str, Any, Any,
     return str(span_type), inputs, outputs, decoded
 
 
-def _events(raw_events: Any, *, time_key: str) -> list[dict[str, Any]]:
+def _events(raw_events: Any, *, time_key: str, what: str) -> list[dict[str, Any]]:
     if not raw_events:
         return []
     if not isinstance(raw_events, list):
@@ -203,7 +208,9 @@ def _events(raw_events: Any, *, time_key: str) -> list[dict[str, Any]]:
         events.append(
             {
                 "name": str(event.get("name", "")),
-                "time_unix_nano": int(event.get(time_key) or event.get("timeUnixNano") or 0),
+                "time_unix_nano": nanos(
+                    event.get(time_key) or event.get("timeUnixNano") or 0, what=f"{what} event time"
+                ),
                 "attributes": {
                     key: decode_json_string(value) if key.startswith("mlflow.") else value
                     for key, value in otlp_attributes(event.get("attributes") or {}).items()
@@ -240,7 +247,7 @@ def _span_from_v3(raw: Any, index: int) -> SpanRecord:
         inputs=inputs,
         outputs=outputs,
         attributes=rest,
-        events=_events(raw.get("events"), time_key="time_unix_nano"),
+        events=_events(raw.get("events"), time_key="time_unix_nano", what=f"span {index}"),
     )
 
 
@@ -259,7 +266,8 @@ def _span_from_v2(raw: Any, index: int) -> SpanRecord:
         inputs = raw["inputs"]
     if "outputs" in raw and outputs is None:
         outputs = raw["outputs"]
-    status = raw.get("status_code") or (raw.get("status") or {}).get("status_code") or "UNSET"
+    status = raw.get("status")
+    status = raw.get("status_code") or (status.get("status_code") if isinstance(status, dict) else status) or "UNSET"
     end = raw.get("end_time")
     return SpanRecord(
         span_id=hex_id(context.get("span_id"), what=f"span {index} context.span_id"),
@@ -273,7 +281,7 @@ def _span_from_v2(raw: Any, index: int) -> SpanRecord:
         inputs=inputs,
         outputs=outputs,
         attributes=rest,
-        events=_events(raw.get("events"), time_key="timestamp"),
+        events=_events(raw.get("events"), time_key="timestamp", what=f"span {index}"),
     )
 
 
@@ -319,7 +327,7 @@ def parse_assessment(raw: Any, trace_id: str) -> AssessmentRecord:
         raise TraceFormatError(f"assessment {name!r}: metadata must be an object")
     span_id = raw.get("span_id")
     return AssessmentRecord(
-        assessment_id=str(assessment_id),
+        assessment_id=short_id(str(assessment_id), what=f"assessment {name!r} assessment_id"),
         name=name,
         kind=kind,
         value=value,
@@ -328,7 +336,7 @@ def parse_assessment(raw: Any, trace_id: str) -> AssessmentRecord:
         source_type=str(source.get("source_type") or "SOURCE_TYPE_UNSPECIFIED"),
         source_id=str(source.get("source_id") or ""),
         span_id=hex_id(span_id, what=f"assessment {name!r} span_id") if span_id else "",
-        overrides=str(raw.get("overrides") or ""),
+        overrides=short_id(str(raw.get("overrides") or ""), what=f"assessment {name!r} overrides"),
         valid=raw.get("valid") is not False,
         metadata=metadata,
         create_time=created,

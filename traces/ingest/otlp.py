@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .records import SpanRecord, TraceFormatError, TraceRecord
-from .values import decode_json_string, hex_id, nanos, otlp_attributes, preview
+from .values import decode_json_string, hex_id, nanos, otlp_attributes, preview, short_id
 
 OTLP_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 STATUS_NAMES = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET"}
@@ -50,7 +50,9 @@ def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> 
         events.append(
             {
                 "name": str(event.get("name", "")),
-                "time_unix_nano": int(_get(event, "time_unix_nano", "timeUnixNano") or 0),
+                "time_unix_nano": nanos(
+                    _get(event, "time_unix_nano", "timeUnixNano") or 0, what=f"span {index} event time"
+                ),
                 "attributes": otlp_attributes(event.get("attributes") or []),
             }
         )
@@ -80,7 +82,7 @@ def _trace_from_spans(
     in_progress = any(span.end_time_ns is None for span in spans)
     state = "IN_PROGRESS" if in_progress else ("ERROR" if root.status_code == "ERROR" else "OK")
     return TraceRecord(
-        trace_id=request_id or f"tr-{otel_trace_id}",
+        trace_id=short_id(request_id or f"tr-{otel_trace_id}", what="trace id"),
         experiment_id="",
         name=root.name,
         state=state,
@@ -105,13 +107,18 @@ def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
     for resource_span in resource_spans:
         if not isinstance(resource_span, dict):
             raise TraceFormatError("resourceSpans item must be an object")
-        resource = otlp_attributes((resource_span.get("resource") or {}).get("attributes") or [])
+        resource_object = resource_span.get("resource") or {}
+        if not isinstance(resource_object, dict):
+            raise TraceFormatError("resource must be an object")
+        resource = otlp_attributes(resource_object.get("attributes") or [])
         tags = {str(k): str(v) for k, v in resource.items()}
         scopes = (
             _get(resource_span, "scope_spans", "scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
         )
+        if not isinstance(scopes, list) or not all(isinstance(scope, dict) for scope in scopes):
+            raise TraceFormatError("'scopeSpans' must be a list of objects")
         for scope in scopes:
-            for raw in (scope or {}).get("spans") or []:
+            for raw in scope.get("spans") or []:
                 if not isinstance(raw, dict):
                     raise TraceFormatError(f"span {index} is not an object")
                 otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")

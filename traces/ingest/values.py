@@ -14,6 +14,15 @@ from .records import TraceFormatError
 
 _HEX_RE = re.compile(r"^(0x)?[0-9a-fA-F]+$")
 _DURATION_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|ms)?\s*$")
+_BIGINT_RANGE = range(-(2**63), 2**63)
+MAX_ID_LENGTH = 64  # trace, experiment and assessment ids are stored in 64-character columns
+
+
+def short_id(value: str, *, what: str) -> str:
+    """An id that fits its column (PostgreSQL refuses longer values, SQLite would store them)."""
+    if len(value) > MAX_ID_LENGTH:
+        raise TraceFormatError(f"{what} {value[:40]!r}… is longer than {MAX_ID_LENGTH} characters")
+    return value
 
 
 def hex_id(value: Any, *, what: str) -> str:
@@ -28,7 +37,7 @@ def hex_id(value: Any, *, what: str) -> str:
         raw = b""
     if len(raw) in (8, 16):
         return raw.hex()
-    if _HEX_RE.match(value):
+    if _HEX_RE.match(value) and len(value.removeprefix("0x")) <= 32:
         return value.removeprefix("0x").lower()
     raise TraceFormatError(f"{what} {value[:40]!r} is neither hex nor base64")
 
@@ -40,7 +49,10 @@ def parse_time(value: Any, *, what: str) -> datetime:
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.isdigit()):
         number = int(value)
         seconds = number / 1e9 if number > 10**15 else number / 1e3
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise TraceFormatError(f"{what} {value} is out of range") from None
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -68,9 +80,12 @@ def nanos(value: Any, *, what: str) -> int:
     if isinstance(value, bool):
         raise TraceFormatError(f"{what} must be a number of nanoseconds")
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         raise TraceFormatError(f"{what} must be a number of nanoseconds") from None
+    if number not in _BIGINT_RANGE:
+        raise TraceFormatError(f"{what} {number} is out of range")
+    return number
 
 
 def decode_json_string(value: Any) -> Any:
@@ -83,6 +98,13 @@ def decode_json_string(value: Any) -> Any:
     return value
 
 
+def _number(convert: type[int] | type[float], value: Any) -> int | float:
+    try:
+        return convert(value)
+    except (TypeError, ValueError, OverflowError):
+        raise TraceFormatError(f"{str(value)[:40]!r} is not a number") from None
+
+
 def otlp_value(value: Any) -> Any:
     """Unwrap an OTLP ``AnyValue`` (snake_case from MLflow's REST API, camelCase from OTLP/JSON)."""
     if not isinstance(value, dict):
@@ -92,10 +114,10 @@ def otlp_value(value: Any) -> Any:
             return value[key]
     for key in ("int_value", "intValue"):
         if key in value:
-            return int(value[key])
+            return _number(int, value[key])
     for key in ("double_value", "doubleValue"):
         if key in value:
-            return float(value[key])
+            return _number(float, value[key])
     for key in ("bool_value", "boolValue"):
         if key in value:
             return bool(value[key])
@@ -121,7 +143,10 @@ def otlp_attributes(items: Any) -> dict[str, Any]:
     for item in items:
         if not isinstance(item, dict) or "key" not in item:
             raise TraceFormatError("attribute without a key")
-        result[str(item["key"])] = otlp_value(item.get("value"))
+        try:
+            result[str(item["key"])] = otlp_value(item.get("value"))
+        except TraceFormatError as exc:
+            raise TraceFormatError(f"attribute {str(item['key'])!r}: {exc}") from None
     return result
 
 

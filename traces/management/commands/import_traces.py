@@ -41,7 +41,11 @@ class Command(BaseCommand):
                 records = read_trace_file(path)
             except TraceFormatError as exc:
                 failed += 1
-                progress.write(f"error: {path}: {exc}", file=sys.stderr)
+                message = f"error: {path}: {exc}"
+                if progress.disable:
+                    self.stderr.write(message)
+                else:
+                    progress.write(message, file=sys.stderr)  # keeps the bar intact
                 continue
             with transaction.atomic():
                 for start in range(0, len(records), CHUNK):

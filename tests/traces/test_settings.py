@@ -1,0 +1,53 @@
+"""Settings come from the environment; production refuses to start without a secret key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "db = s.DATABASES['default']; "
+    "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'host': db.get('HOST', ''), "
+    "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'secure_cookie': s.SESSION_COOKIE_SECURE, "
+    "'csrf_secure': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS}))"
+)
+
+
+def probe(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}}
+    clean.update(env, DJANGO_SETTINGS_MODULE="reviewapp.settings")
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def test_default_is_sqlite_in_var() -> None:
+    result = probe()
+    values = json.loads(result.stdout)
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["name"] == str(ROOT / "var" / "reviewapp.sqlite3")
+    assert values["debug"] is True
+
+
+def test_database_url_is_parsed() -> None:
+    values = json.loads(probe(DATABASE_URL="postgres://app:pw@db.internal:5433/reviews").stdout)
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["name"] == "reviews" and values["host"] == "db.internal"
+
+
+def test_production_without_secret_key_fails_clearly() -> None:
+    result = probe(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_settings_are_secure() -> None:
+    result = probe(DEBUG="0", SECRET_KEY="x" * 50, ALLOWED_HOSTS="review.example.com, other.example.com")
+    values = json.loads(result.stdout)
+    assert values["debug"] is False
+    assert values["hosts"] == ["review.example.com", "other.example.com"]
+    assert values["secure_cookie"] is True and values["csrf_secure"] is True
+    assert values["hsts"] > 0
