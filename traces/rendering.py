@@ -17,7 +17,9 @@ from .models import Assessment, Span, Trace
 
 MESSAGE_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "model", "human", "ai"}
 CHAT_SPAN_TYPES = {"CHAT_MODEL", "LLM"}
-DOCUMENTS_SHOWN = 20
+DOCUMENTS_SHOWN = 20  # across all retrievers; each retriever shows at least MIN_DOCUMENTS_EACH
+MIN_DOCUMENTS_EACH = 3
+TOOL_CALLS_SHOWN = 20
 JSON_PREVIEW_CHARS = 20_000
 
 
@@ -200,14 +202,15 @@ class RetrieverCall:
     span: Span
     query: str
     documents: list[RetrievedDocument]
+    show: int = DOCUMENTS_SHOWN
 
     @property
     def shown(self) -> list[RetrievedDocument]:
-        return self.documents[:DOCUMENTS_SHOWN]
+        return self.documents[: self.show]
 
     @property
-    def hidden(self) -> list[RetrievedDocument]:
-        return self.documents[DOCUMENTS_SHOWN:]
+    def hidden_count(self) -> int:
+        return max(len(self.documents) - self.show, 0)
 
 
 def safe_link(uri: str) -> str:
@@ -263,9 +266,15 @@ def _query_text(inputs: Any) -> str:
 @dataclass(slots=True)
 class ToolCall:
     span: Span
-    arguments: str
-    result: str
     error: str
+
+    @property
+    def arguments(self) -> str:
+        return pretty_json(self.span.inputs, limit=5000)
+
+    @property
+    def result(self) -> str:
+        return pretty_json(self.span.outputs, limit=5000) if self.span.outputs is not None else ""
 
 
 @dataclass(slots=True)
@@ -375,6 +384,7 @@ class TraceView:
     conversation: Conversation
     retrievers: list[RetrieverCall]
     tool_calls: list[ToolCall]
+    tool_call_count: int
     tree: list[SpanNode]
     nodes: list[SpanNode]
     assessments: list[AssessmentView]
@@ -384,11 +394,26 @@ class TraceView:
         return sum(len(r.documents) for r in self.retrievers)
 
     @property
+    def hidden_document_count(self) -> int:
+        return sum(r.hidden_count for r in self.retrievers)
+
+    @property
+    def hidden_tool_count(self) -> int:
+        return self.tool_call_count - len(self.tool_calls)
+
+    @property
     def error_count(self) -> int:
         return sum(1 for n in self.nodes if n.is_error)
 
 
-def build_trace_view(trace: Trace, spans: Sequence[Span], assessments: Iterable[Assessment]) -> TraceView:
+def build_trace_view(
+    trace: Trace,
+    spans: Sequence[Span],
+    assessments: Iterable[Assessment],
+    *,
+    all_documents: bool = False,
+    all_tools: bool = False,
+) -> TraceView:
     spans = sorted(spans, key=lambda s: (s.start_time_ns, s.pk or 0))
     tree = build_span_tree(spans)
     nodes = flatten(tree)
@@ -398,15 +423,13 @@ def build_trace_view(trace: Trace, spans: Sequence[Span], assessments: Iterable[
         for s in spans
         if s.span_type == "RETRIEVER"
     ]
+    each = max(MIN_DOCUMENTS_EACH, DOCUMENTS_SHOWN // max(len(retrievers), 1))
+    for call in retrievers:
+        call.show = len(call.documents) if all_documents else each
+    tool_nodes = [n for n in nodes if n.span.span_type == "TOOL"]
     tools = [
-        ToolCall(
-            span=n.span,
-            arguments=pretty_json(n.span.inputs, limit=5000),
-            result=pretty_json(n.span.outputs, limit=5000) if n.span.outputs is not None else "",
-            error=n.span.status_message or (n.exceptions[0]["message"] if n.exceptions else ""),
-        )
-        for n in nodes
-        if n.span.span_type == "TOOL"
+        ToolCall(span=n.span, error=n.span.status_message or (n.exceptions[0]["message"] if n.exceptions else ""))
+        for n in (tool_nodes if all_tools else tool_nodes[:TOOL_CALLS_SHOWN])
     ]
     return TraceView(
         trace=trace,
@@ -415,6 +438,7 @@ def build_trace_view(trace: Trace, spans: Sequence[Span], assessments: Iterable[
         conversation=conversation_for(root),
         retrievers=retrievers,
         tool_calls=tools,
+        tool_call_count=len(tool_nodes),
         tree=tree,
         nodes=nodes,
         assessments=assessment_views(assessments),

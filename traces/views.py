@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from .access import can_explore_traces
+from .loading import load_spans_for_view
 from .models import Span, Trace
 from .rendering import build_trace_view, pretty_json
 from .search import TraceFilterForm, traces_for_list
@@ -52,32 +53,39 @@ def get_trace_for_user(request: HttpRequest, trace_id: str) -> Trace:
 @require_GET
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     trace = get_trace_for_user(request, trace_id)
-    view = build_trace_view(trace, list(trace.spans.all()), trace.assessments.all())
-    selected = _selected_span(view.spans, request.GET.get("span"))
+    if request.GET.get("span"):
+        return _span_detail(request, trace)
+    view = build_trace_view(
+        trace,
+        load_spans_for_view(trace.pk, all_tools=request.GET.get("tools") == "all"),
+        trace.assessments.all(),
+        all_documents=request.GET.get("docs") == "all",
+        all_tools=request.GET.get("tools") == "all",
+    )
     context = {
         "trace": trace,
         "view": view,
-        "selected": selected,
-        "selected_json": _span_json(selected),
+        "selected": None,
         "tree_limit": len(view.nodes) if request.GET.get("tree") == "all" else SPAN_TREE_LIMIT,
     }
-    if request.htmx and request.GET.get("span"):
-        return render(request, "traces/trace_detail.html#span-detail", context)
     return render(request, "traces/trace_detail.html", context)
 
 
-def _selected_span(spans: list[Span], span_id: str | None) -> Span | None:
-    if not span_id:
-        return None
-    for span in spans:
-        if span.span_id == span_id:
-            return span
-    raise Http404("No such span in this trace.")
-
-
-def _span_json(span: Span | None) -> dict[str, str]:
+def _span_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
+    """One span's inputs/outputs: the side panel (HTMX) or the trace page with the panel filled."""
+    span = Span.objects.filter(trace=trace, span_id=request.GET["span"]).first()
     if span is None:
-        return {}
+        raise Http404("No such span in this trace.")
+    context = {"trace": trace, "selected": span, "selected_json": span_json(span)}
+    if request.htmx:
+        return render(request, "traces/trace_detail.html#span-detail", context)
+    view = build_trace_view(trace, load_spans_for_view(trace.pk), trace.assessments.all())
+    context.update(view=view, tree_limit=SPAN_TREE_LIMIT)
+    return render(request, "traces/trace_detail.html", context)
+
+
+def span_json(span: Span) -> dict[str, str]:
+    """A span's payloads as readable JSON for the span panel."""
     return {
         "inputs": pretty_json(span.inputs),
         "outputs": pretty_json(span.outputs),

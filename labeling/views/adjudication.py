@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from traces.loading import load_spans_for_view
 from traces.rendering import build_trace_view
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 
@@ -68,7 +69,7 @@ def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse
                 "final": final if final is not None and final.valid else None,
             }
         )
-    view = build_trace_view(item.trace, list(item.trace.spans.all()), [])
+    view = build_trace_view(item.trace, load_spans_for_view(item.trace_id), [])
     context = {
         "session": session,
         "item": item,

@@ -16,7 +16,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
 from traces.models import Assessment, AssessmentSource, Span
-from traces.rendering import build_trace_view, pretty_json
+from traces.loading import load_spans_for_view
+from traces.rendering import build_trace_view
+from traces.views import span_json
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 
 from .. import services, workflow
@@ -172,13 +174,19 @@ def _render_item(
         if a.valid and a.source_type == AssessmentSource.HUMAN and a.source_id == username
     }
     context_assessments = [a for a in assessments if a.source_type != AssessmentSource.HUMAN or a.source_id != username]
-    spans = list(item.trace.spans.all())
+    spans = load_spans_for_view(item.trace_id, all_tools=request.GET.get("tools") == "all")
     previous_pk, next_pk = _neighbours(request, session, item)
     my_review = ItemReview.objects.filter(item=item, reviewer=request.user).first()
     if session.blind and (my_review is None or my_review.status != ReviewStatus.SUBMITTED):
         if not workflow.can_manage(request.user, session):
             context_assessments = []  # blind review: no other answers, no judge or code verdicts before submitting
-    view = build_trace_view(item.trace, spans, context_assessments)
+    view = build_trace_view(
+        item.trace,
+        spans,
+        context_assessments,
+        all_documents=request.GET.get("docs") == "all",
+        all_tools=request.GET.get("tools") == "all",
+    )
     context = {
         "session": session,
         "item": item,
@@ -303,15 +311,7 @@ def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
     span = Span.objects.filter(trace_id=item.trace_id, span_id=request.GET["span"]).first()
     if span is None:
         raise Http404("No such span in this trace.")
-    context = {
-        "selected": span,
-        "selected_json": {
-            "inputs": pretty_json(span.inputs),
-            "outputs": pretty_json(span.outputs),
-            "attributes": pretty_json(span.attributes),
-            "events": pretty_json(span.events) if span.events else "",
-        },
-    }
+    context = {"selected": span, "selected_json": span_json(span)}
     if request.htmx:
         return render(request, "traces/trace_detail.html#span-detail", context)
     return render(request, "labeling/span_page.html", {**context, "item": item, "session": item.session})
