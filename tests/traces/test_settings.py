@@ -8,20 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+# Variables the settings read that a developer's shell might carry into the test run.
+CONTROLLED = {"DATABASE_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "SECURE_COOKIES", "SECURE_HSTS_SECONDS"}
 PROBE = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "db = s.DATABASES['default']; "
     "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'host': db.get('HOST', ''), "
+    "'port': db.get('PORT'), 'user': db.get('USER'), 'password': db.get('PASSWORD'), "
     "'debug': s.DEBUG, 'hosts': s.ALLOWED_HOSTS, 'secure_cookie': s.SESSION_COOKIE_SECURE, "
     "'csrf_secure': s.CSRF_COOKIE_SECURE, 'hsts': s.SECURE_HSTS_SECONDS}))"
 )
 
 
 def probe(**env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS"}}
+    clean = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     clean.update(env, DJANGO_SETTINGS_MODULE="reviewapp.settings")
-    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_default_is_sqlite_in_var() -> None:
@@ -36,10 +43,12 @@ def test_database_url_is_parsed() -> None:
     values = json.loads(probe(DATABASE_URL="postgres://app:pw@db.internal:5433/reviews").stdout)
     assert values["engine"] == "django.db.backends.postgresql"
     assert values["name"] == "reviews" and values["host"] == "db.internal"
+    assert (values["port"], values["user"], values["password"]) == (5433, "app", "pw")
 
 
-def test_production_without_secret_key_fails_clearly() -> None:
-    result = probe(DEBUG="0")
+@pytest.mark.parametrize("secret", [None, ""])
+def test_production_without_secret_key_fails_clearly(secret: str | None) -> None:
+    result = probe(DEBUG="0") if secret is None else probe(DEBUG="0", SECRET_KEY=secret)
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
 

@@ -189,8 +189,14 @@ def test_detail_query_count_is_constant(client_in: Client, django_assert_max_num
 def test_big_trace_collapses_what_is_large(client_in: Client) -> None:
     trace = make_trace(n_spans=2000, n_documents=200)
     body = client_in.get(trace.get_absolute_url()).content.decode()
-    assert "Show 180 more documents" in body
+    assert body.count('<li class="doc">') == 20 and "180 more documents from this search" in body
+    assert "Show all 200 documents" in body
     assert "Showing the first 500 of 2000 spans" in body
+    assert body.count('class="tool-call') == 20 and "Show all 666 tool calls" in body
+    all_docs = client_in.get(trace.get_absolute_url(), {"docs": "all"}).content.decode()
+    assert all_docs.count('<li class="doc">') == 200
+    all_tools = client_in.get(trace.get_absolute_url(), {"tools": "all"}).content.decode()
+    assert all_tools.count('class="tool-call') == 666
     all_spans = client_in.get(trace.get_absolute_url(), {"tree": "all"}).content.decode()
     assert all_spans.count('class="span-link"') == 2000
 

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import re
+
 import orjson
 from django.db import connection, transaction
 from django.utils import timezone
@@ -86,13 +88,20 @@ def resolve_experiment(name: str) -> Experiment:
 def _experiment_for(record: TraceRecord, cache: dict[str, Experiment]) -> Experiment:
     key = record.experiment_id
     if key not in cache:
-        if key:
-            cache[key], _ = Experiment.objects.get_or_create(
-                mlflow_experiment_id=key, defaults={"name": f"MLflow experiment {key}"}
-            )
-        else:
-            cache[key] = resolve_experiment(DEFAULT_EXPERIMENT_NAME)
+        cache[key] = _experiment_for_mlflow_id(key) if key else resolve_experiment(DEFAULT_EXPERIMENT_NAME)
     return cache[key]
+
+
+def _experiment_for_mlflow_id(mlflow_id: str) -> Experiment:
+    """The experiment holding MLflow experiment ``mlflow_id``; its default name may already be taken."""
+    found = Experiment.objects.filter(mlflow_experiment_id=mlflow_id, kind="traces").first()
+    if found is not None:
+        return found
+    name, suffix = f"MLflow experiment {mlflow_id}", 1
+    while Experiment.objects.filter(name=name).exists():
+        suffix += 1
+        name = f"MLflow experiment {mlflow_id} ({suffix})"
+    return Experiment.objects.create(name=name, mlflow_experiment_id=mlflow_id)
 
 
 def store_traces(records: Sequence[TraceRecord], *, experiment: Experiment | None = None) -> StoreResult:
@@ -175,9 +184,17 @@ def _span_models(records: Iterable[TraceRecord], ids: dict[str, int]) -> list[Sp
     ]
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
 def _json(value: Any) -> str | None:
     # JSON null is stored as SQL NULL, matching what the ORM path writes for JSONField(null=True).
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    if value is None:
+        return None
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    if "\\u0000" in text:  # PostgreSQL's jsonb refuses NUL characters: keep a visible replacement
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    return text
 
 
 def _copy_traces(records: list[TraceRecord], experiments: dict[str, Experiment]) -> None:

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
 from traces.ingest import StoreResult, TraceFormatError, expand_paths, read_trace_file, resolve_experiment, store_traces
@@ -41,15 +41,19 @@ class Command(BaseCommand):
                 records = read_trace_file(path)
             except TraceFormatError as exc:
                 failed += 1
-                message = f"error: {path}: {exc}"
-                if progress.disable:
-                    self.stderr.write(message)
-                else:
-                    progress.write(message, file=sys.stderr)  # keeps the bar intact
+                self._error(progress, f"error: {path}: {exc}")
                 continue
-            with transaction.atomic():
-                for start in range(0, len(records), CHUNK):
-                    total.add(store_traces(records[start : start + CHUNK], experiment=experiment))
+            try:
+                with transaction.atomic():
+                    stored = StoreResult()
+                    for start in range(0, len(records), CHUNK):
+                        stored.add(store_traces(records[start : start + CHUNK], experiment=experiment))
+            except DatabaseError as exc:
+                # The whole file is rolled back; say why in one line.
+                failed += 1
+                self._error(progress, f"error: {path}: the database refused this file ({_first_line(exc)})")
+                continue
+            total.add(stored)
             progress.set_postfix(imported=total.created, updated=total.updated, failed=failed)
         self.stdout.write(
             f"{total.created} imported, {total.updated} updated, {failed} failed "
@@ -57,3 +61,13 @@ class Command(BaseCommand):
         )
         if failed:
             raise SystemExit(1)
+
+    def _error(self, progress: tqdm, message: str) -> None:
+        if progress.disable:
+            self.stderr.write(message)
+        else:
+            progress.write(message, file=sys.stderr)  # keeps the bar intact
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
