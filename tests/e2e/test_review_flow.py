@@ -16,18 +16,42 @@ from tests.factories import make_trace
 from traces.models import Assessment
 
 
-def make_session(reviewer: User) -> LabelingSession:
-    specs = [
-        {"name": "correct", "title": "Is the answer correct?", "input_type": "pass_fail"},
-        {"name": "helpfulness", "title": "How helpful is it?", "input_type": "categorical",
-         "options": ["very", "somewhat", "not"], "enable_comment": True},
-        {"name": "groundedness", "title": "Grounded in the documents (1-5)?", "input_type": "numeric",
-         "min_value": 1, "max_value": 5, "integer": True},
-    ]
-    schemas = [services.save_label_schema(schema=LabelSchema(type="feedback", **spec)) for spec in specs]
-    session = services.create_labeling_session(name="Cardiology", schemas=schemas, reviewers=[reviewer])
-    traces = [make_trace(question=f"Can I take aspirin with drug {i}?") for i in range(3)]
-    services.add_traces_to_session(session=session, trace_ids=[t.trace_id for t in traces])
+def admin_sets_up_session(page: Page, live_server: Any, screenshot_dir: Path) -> LabelingSession:
+    """In the UI: create the pass/fail question and the session, then add traces from a filter."""
+    login(page, live_server, "admin", "admin-pass")
+    page.goto(f"{live_server.url}/manage/schemas/new/")
+    page.fill("#id_title", "Is the answer correct?")
+    page.fill("#id_name", "correct")
+    page.select_option("#id_input_type", "pass_fail")
+    expect(page.locator("#id_options")).to_be_hidden()  # only the chosen kind's settings show
+    page.fill("#id_pass_label", "Pass")
+    page.fill("#id_fail_label", "Fail")
+    page.screenshot(path=str(screenshot_dir / "schema_form.png"), full_page=True)
+    page.click("text=Save question")
+    expect(page.get_by_text("Saved the question")).to_be_visible()
+
+    page.goto(f"{live_server.url}/manage/sessions/new/")
+    page.fill("#id_name", "Cardiology")
+    for name, order in (("correct", "1"), ("helpfulness", "2"), ("groundedness", "3")):
+        schema = LabelSchema.objects.get(name=name)
+        page.fill(f"#id_schema_{schema.pk}", order)
+    page.locator("#id_reviewers label", has_text="dr_lee").locator("input").check()
+    page.click("text=Save session")
+    expect(page.get_by_role("heading", name="Cardiology")).to_be_visible()
+    session = LabelingSession.objects.get(name="Cardiology")
+    assert list(session.reviewers.values_list("username", flat=True)) == ["dr_lee"]
+
+    page.goto(f"{live_server.url}/traces/")
+    page.locator("#id_name").press_sequentially("aspirin")  # HTMX swaps the table as you type
+    expect(page.locator("#trace-table p.count")).to_have_text("3 traces")
+    page.click("text=Add these 3 traces to a labeling session…")
+    page.click("text=Cardiology")
+    expect(page.locator("#preview")).to_contain_text("3 will be added")
+    page.screenshot(path=str(screenshot_dir / "add_traces.png"), full_page=True)
+    page.click("text=Add all 3 traces")
+    expect(page.get_by_text("Added 3 traces (0 were already there)")).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / "session_dashboard.png"), full_page=True)
+    page.click("text=Sign out")
     return session
 
 
@@ -35,11 +59,23 @@ def human_answers(item: Any) -> dict[str, Any]:
     return {a.name: a.value for a in Assessment.objects.filter(trace=item.trace, source_type="HUMAN", valid=True)}
 
 
-def test_reviewer_labels_three_items_with_the_keyboard(
+def test_admin_sets_up_and_reviewer_labels_three_items_with_the_keyboard(
     transactional_db: None, live_server: Any, page: Page, screenshot_dir: Path
 ) -> None:
-    reviewer = User.objects.create_user("dr_lee", password="reviewer-pass")
-    session = make_session(reviewer)
+    User.objects.create_user("admin", password="admin-pass", is_staff=True)
+    User.objects.create_user("dr_lee", password="reviewer-pass")
+    for spec in (
+        {"name": "helpfulness", "title": "How helpful is it?", "input_type": "categorical",
+         "options": ["very", "somewhat", "not"], "enable_comment": True},
+        {"name": "groundedness", "title": "Grounded in the documents (1-5)?", "input_type": "numeric",
+         "min_value": 1, "max_value": 5, "integer": True},
+    ):
+        services.save_label_schema(schema=LabelSchema(type="feedback", **spec))
+    for i in range(3):
+        make_trace(name=f"aspirin_{i}", question=f"Can I take aspirin with drug {i}?")
+    make_trace(name="unrelated", question="Where is my invoice?")
+    session = admin_sets_up_session(page, live_server, screenshot_dir)
+    assert session.items.count() == 3 and session.ordered_schemas()[0].name == "correct"
     items = list(session.items.order_by("position"))
     main = page.locator("#review-main")
 
