@@ -163,3 +163,14 @@ def answer_to_form_value(schema: LabelSchema, value: Any) -> Any:
     if schema.input_type == InputType.NUMERIC and isinstance(value, float) and value.is_integer():
         return format_number(value)
     return value
+
+
+def display_answer(schema: LabelSchema, value: Any) -> str:
+    """A stored value as the reviewer saw it: the pass/fail labels, lists joined, whole numbers plain."""
+    if schema.input_type == InputType.PASS_FAIL and isinstance(value, bool):
+        return (schema.pass_label or "Pass") if value else (schema.fail_label or "Fail")
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float):
+        return format_number(value)
+    return "—" if value is None else str(value)

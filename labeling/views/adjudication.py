@@ -14,7 +14,7 @@ from traces.rendering import build_trace_view
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 
 from .. import workflow
-from ..answers import answer_to_form_value
+from ..answers import answer_to_form_value, display_answer
 from ..models import ReviewItem
 from .access import get_session_for_manager
 from .review import Question
@@ -64,9 +64,13 @@ def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse
         questions.append(
             {
                 "q": Question(schema=schema, value=value, errors=errors.get(schema.name, [])),
-                "answers": answers.get(schema.name, []),
+                "answers": [
+                    {"reviewer": a.source_id, "value": display_answer(schema, a.value), "rationale": a.rationale}
+                    for a in answers.get(schema.name, [])
+                ],
                 "split": schema.name in split,
-                "final": final if final is not None and final.valid else None,
+                "final": display_answer(schema, final.value) if final is not None and final.valid else None,
+                "final_by": final.source_id if final is not None else "",
             }
         )
     view = build_trace_view(item.trace, load_spans_for_view(item.trace_id), [])
