@@ -187,7 +187,16 @@ def main() -> int:
             [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
         )
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "reviewapp.wsgi", "-w", os.environ.get("BENCH_WORKERS", "4"), "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "reviewapp.wsgi",
+                "-w",
+                os.environ.get("BENCH_WORKERS", "4"),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+            ],
             cwd=ROOT,
             env=env,
         )

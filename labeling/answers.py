@@ -35,9 +35,9 @@ def validate_schema_config(schema: LabelSchema) -> None:
         duplicates = sorted({o for o in options if options.count(o) > 1 and o})
         if duplicates:
             add("options", f"Duplicate options: {', '.join(duplicates)}.")
-    if schema.input_type in (InputType.TEXT, InputType.TEXT_LIST) and schema.max_length is not None:
-        if schema.max_length < 1:
-            add("max_length", "Maximum length must be at least 1.")
+    text_kind = schema.input_type in (InputType.TEXT, InputType.TEXT_LIST)
+    if text_kind and schema.max_length is not None and schema.max_length < 1:
+        add("max_length", "Maximum length must be at least 1.")
     if schema.input_type == InputType.TEXT_LIST and schema.max_count is not None and schema.max_count < 1:
         add("max_count", "Maximum count must be at least 1.")
     if schema.input_type == InputType.NUMERIC:

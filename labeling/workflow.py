@@ -115,10 +115,14 @@ def _lease_end(session: LabelingSession, now: datetime) -> datetime:
 
 def _item_load(item_id: int, reviewer: AbstractBaseUser, now: datetime) -> int:
     """Slots taken on an item: submitted reviews plus other reviewers' running leases (fresh read)."""
-    return ItemReview.objects.filter(item_id=item_id).filter(
-        Q(status=ReviewStatus.SUBMITTED)
-        | (Q(status=ReviewStatus.CLAIMED, lease_expires_at__gt=now) & ~Q(reviewer=reviewer))
-    ).count()
+    return (
+        ItemReview.objects.filter(item_id=item_id)
+        .filter(
+            Q(status=ReviewStatus.SUBMITTED)
+            | (Q(status=ReviewStatus.CLAIMED, lease_expires_at__gt=now) & ~Q(reviewer=reviewer))
+        )
+        .count()
+    )
 
 
 def _candidates(session: LabelingSession, reviewer: AbstractBaseUser, now: datetime, *, skipped: bool) -> QuerySet:
@@ -135,7 +139,9 @@ def _candidates(session: LabelingSession, reviewer: AbstractBaseUser, now: datet
     if skipped:
         items = items.filter(pk__in=mine.filter(status=ReviewStatus.SKIPPED).values("item_id"))
     else:
-        items = items.exclude(pk__in=mine.filter(status__in=[ReviewStatus.SUBMITTED, ReviewStatus.SKIPPED]).values("item_id"))
+        items = items.exclude(
+            pk__in=mine.filter(status__in=[ReviewStatus.SUBMITTED, ReviewStatus.SKIPPED]).values("item_id")
+        )
     if session.assignment_mode == "assigned":
         items = items.filter(pk__in=ItemAssignment.objects.filter(reviewer=reviewer).values("item_id"))
     items = items.annotate(running=Coalesce(Subquery(running, output_field=IntegerField()), Value(0)))

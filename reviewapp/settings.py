@@ -33,7 +33,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY must be set in the environment when DEBUG is off "
-            '(for example: export SECRET_KEY="$(python -c \'import secrets; print(secrets.token_urlsafe(50))\')").'
+            "(for example: export SECRET_KEY=\"$(python -c 'import secrets; print(secrets.token_urlsafe(50))')\")."
         )
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 

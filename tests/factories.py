@@ -53,7 +53,11 @@ def make_trace(
         )
     ]
     documents = [
-        {"page_content": f"Document {i} text about tracing.", "metadata": {"doc_uri": document_uri, "chunk_id": f"c-{i}"}, "id": f"doc-{i}"}
+        {
+            "page_content": f"Document {i} text about tracing.",
+            "metadata": {"doc_uri": document_uri, "chunk_id": f"c-{i}"},
+            "id": f"doc-{i}",
+        }
         for i in range(n_documents)
     ]
     for index in range(2, n_spans + 1):

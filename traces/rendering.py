@@ -6,6 +6,7 @@ number of SQL queries whatever the size of the trace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -94,10 +95,8 @@ def _tool_calls(raw: Any) -> list[ToolCallRequest]:
         function = call.get("function") if isinstance(call.get("function"), dict) else call
         arguments = function.get("arguments", function.get("input", ""))
         if isinstance(arguments, str):
-            try:
+            with contextlib.suppress(ValueError):
                 arguments = json.loads(arguments)
-            except ValueError:
-                pass
         calls.append(ToolCallRequest(str(function.get("name", "")), pretty_json(arguments)))
     return calls
 

@@ -41,11 +41,15 @@ def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
         raw = {
-            s.name: request.POST.getlist(f"q-{s.name}") if s.input_type == "categorical_list" else request.POST.get(f"q-{s.name}")
+            s.name: request.POST.getlist(f"q-{s.name}")
+            if s.input_type == "categorical_list"
+            else request.POST.get(f"q-{s.name}")
             for s in schemas
         }
         try:
-            workflow.adjudicate(item=item, lead=request.user, raw_answers=raw, rationale=request.POST.get("rationale", ""))
+            workflow.adjudicate(
+                item=item, lead=request.user, raw_answers=raw, rationale=request.POST.get("rationale", "")
+            )
         except ValidationError as exc:
             errors = exc.message_dict
         else:
@@ -57,10 +61,7 @@ def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse
     questions = []
     for schema in schemas:
         final = finals.get(schema.name)
-        if final is not None and final.valid:
-            value = answer_to_form_value(schema, final.value)
-        else:
-            value = None
+        value = answer_to_form_value(schema, final.value) if final is not None and final.valid else None
         questions.append(
             {
                 "q": Question(schema=schema, value=value, errors=errors.get(schema.name, [])),

@@ -285,11 +285,7 @@ def _progress_context(session: LabelingSession) -> dict[str, Any]:
 
 def _answers_context(request: HttpRequest, session: LabelingSession, schemas: list[LabelSchema]) -> dict[str, Any]:
     form = AnswerFilterForm(request.GET or None, schemas=schemas)
-    answers = (
-        workflow.session_answers(session)
-        .select_related("trace__review_item")
-        .order_by("-create_time", "-id")
-    )
+    answers = workflow.session_answers(session).select_related("trace__review_item").order_by("-create_time", "-id")
     filter_error = ""
     if form.is_valid():
         question, value = form.cleaned_data["question"], form.cleaned_data["value"].strip()
@@ -361,7 +357,9 @@ def _distributions(session: LabelingSession, schemas: list[LabelSchema]) -> list
             {
                 "schema": schema,
                 "total": answered,
-                "bars": [{"label": label, "count": count, "width": round(300 * count / top)} for label, count in labels],
+                "bars": [
+                    {"label": label, "count": count, "width": round(300 * count / top)} for label, count in labels
+                ],
             }
         )
     return result

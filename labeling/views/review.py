@@ -15,11 +15,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from traces.models import Assessment, AssessmentSource, Span
 from traces.loading import load_spans_for_view
+from traces.models import Assessment, AssessmentSource, Span
 from traces.rendering import build_trace_view
-from traces.views import span_json
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
+from traces.views import span_json
 
 from .. import services, workflow
 from ..answers import answer_to_form_value
@@ -177,9 +177,8 @@ def _render_item(
     spans = load_spans_for_view(item.trace_id, all_tools=request.GET.get("tools") == "all")
     previous_pk, next_pk = _neighbours(request, session, item)
     my_review = ItemReview.objects.filter(item=item, reviewer=request.user).first()
-    if session.blind and (my_review is None or my_review.status != ReviewStatus.SUBMITTED):
-        if not workflow.can_manage(request.user, session):
-            context_assessments = []  # blind review: no other answers, no judge or code verdicts before submitting
+    if _blinded(session, request.user, my_review):
+        context_assessments = []  # blind review: no other answers, no judge or code verdicts before submitting
     view = build_trace_view(
         item.trace,
         spans,
@@ -208,6 +207,12 @@ def _render_item(
     template = f"{REVIEW_TEMPLATE}#review-main" if partial else REVIEW_TEMPLATE
     response = render(request, template, context, status=status)
     return response
+
+
+def _blinded(session: LabelingSession, user: Any, review: ItemReview | None) -> bool:
+    """In a blind session, a reviewer sees others' answers and automatic verdicts only after submitting."""
+    submitted = review is not None and review.status == ReviewStatus.SUBMITTED
+    return session.blind and not submitted and not workflow.can_manage(user, session)
 
 
 def _render_done(request: HttpRequest, session: LabelingSession, *, partial: bool) -> HttpResponse:
@@ -272,9 +277,9 @@ def review_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResp
     if request.GET.get("span"):
         return _span_detail(request, item)
     mine = ItemReview.objects.filter(item=item, reviewer=request.user).first()
-    if session.status == SessionStatus.ACTIVE and workflow.lease_needs_renewal(mine):
-        if session.reviewers.filter(pk=request.user.pk).exists():
-            workflow.claim_item(item=item, reviewer=request.user)  # hold the item while the reviewer works
+    renew = session.status == SessionStatus.ACTIVE and workflow.lease_needs_renewal(mine)
+    if renew and session.reviewers.filter(pk=request.user.pk).exists():
+        workflow.claim_item(item=item, reviewer=request.user)  # hold the item while the reviewer works
     return _render_item(request, session, item, partial=bool(request.htmx))
 
 

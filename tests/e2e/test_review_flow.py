@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
@@ -65,10 +64,21 @@ def test_admin_sets_up_and_reviewer_labels_three_items_with_the_keyboard(
     User.objects.create_user("admin", password="admin-pass", is_staff=True)
     User.objects.create_user("dr_lee", password="reviewer-pass")
     for spec in (
-        {"name": "helpfulness", "title": "How helpful is it?", "input_type": "categorical",
-         "options": ["very", "somewhat", "not"], "enable_comment": True},
-        {"name": "groundedness", "title": "Grounded in the documents (1-5)?", "input_type": "numeric",
-         "min_value": 1, "max_value": 5, "integer": True},
+        {
+            "name": "helpfulness",
+            "title": "How helpful is it?",
+            "input_type": "categorical",
+            "options": ["very", "somewhat", "not"],
+            "enable_comment": True,
+        },
+        {
+            "name": "groundedness",
+            "title": "Grounded in the documents (1-5)?",
+            "input_type": "numeric",
+            "min_value": 1,
+            "max_value": 5,
+            "integer": True,
+        },
     ):
         services.save_label_schema(schema=LabelSchema(type="feedback", **spec))
     for i in range(3):

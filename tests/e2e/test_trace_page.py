@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from traces.models import Span, Trace
 
 @pytest.fixture
 def demo(transactional_db: None) -> None:
-    call_command("seed_demo", stdout=open("/dev/null", "w"))
+    call_command("seed_demo", stdout=io.StringIO())
 
 
 def test_demo_trace_page_shows_documents_and_span_tree(

@@ -93,7 +93,10 @@ def test_editing_keeps_history_and_answered_kind_is_frozen(admin: Client, review
 def test_instructions_are_markdown_without_scripts(admin: Client) -> None:
     schema = services.save_label_schema(
         schema=LabelSchema(
-            name="safe", type="feedback", title="Safe?", input_type="pass_fail",
+            name="safe",
+            type="feedback",
+            title="Safe?",
+            input_type="pass_fail",
             instruction="**Bold** <script>alert(1)</script> [x](javascript:alert(2)) [ok](https://example.com)",
         )
     )
@@ -177,10 +180,20 @@ def test_add_traces_by_id_and_unknown_ids(admin: Client) -> None:
 
 def answered_session(n_items: int) -> LabelingSession:
     reviewers = [User.objects.get_or_create(username=f"r{i}")[0] for i in range(2)]
-    schemas = [
-        services.save_label_schema(schema=LabelSchema(name="correct", type="feedback", title="Correct?", input_type="pass_fail")),
-        services.save_label_schema(schema=LabelSchema(name="tone", type="feedback", title="Tone?", input_type="categorical", options=["warm", "cold"])),
-    ] if not LabelSchema.objects.filter(name="correct").exists() else list(LabelSchema.objects.filter(name__in=["correct", "tone"]).order_by("name"))
+    schemas = (
+        [
+            services.save_label_schema(
+                schema=LabelSchema(name="correct", type="feedback", title="Correct?", input_type="pass_fail")
+            ),
+            services.save_label_schema(
+                schema=LabelSchema(
+                    name="tone", type="feedback", title="Tone?", input_type="categorical", options=["warm", "cold"]
+                )
+            ),
+        ]
+        if not LabelSchema.objects.filter(name="correct").exists()
+        else list(LabelSchema.objects.filter(name__in=["correct", "tone"]).order_by("name"))
+    )
     session = services.create_labeling_session(name=f"dash-{n_items}", schemas=schemas, reviewers=reviewers)
     session.reviewers_per_item = 2
     session.save()
@@ -203,15 +216,19 @@ def test_dashboard_progress_answers_distributions_and_constant_queries(
         assert response.status_code == 200
     body = admin.get(big.get_absolute_url()).content.decode()
     assert "25 of 25 items complete" in body
-    assert "<td>r0</td><td class=\"num\">25</td>" in body
+    assert '<td>r0</td><td class="num">25</td>' in body
     assert "Answers per question" in body and ">warm<" in body
-    answers = admin.get(big.get_absolute_url(), {"part": "answers", "question": "correct", "value": "fail"}, HTTP_HX_REQUEST="true")
+    answers = admin.get(
+        big.get_absolute_url(), {"part": "answers", "question": "correct", "value": "fail"}, HTTP_HX_REQUEST="true"
+    )
     text = answers.content.decode()
     assert text.strip().startswith('<section id="answers"')
     fails = big.items.count()  # upper bound; each row is a fail answer
     assert 0 < text.count('class="badge v-fail"') <= fails * 2
     assert 'class="badge v-pass"' not in text
-    bad = admin.get(big.get_absolute_url(), {"part": "answers", "question": "correct", "value": "maybe"}, HTTP_HX_REQUEST="true")
+    bad = admin.get(
+        big.get_absolute_url(), {"part": "answers", "question": "correct", "value": "maybe"}, HTTP_HX_REQUEST="true"
+    )
     assert "Choose pass or fail." in bad.content.decode()
     progress = admin.get(big.get_absolute_url(), {"part": "progress"}, HTTP_HX_REQUEST="true").content.decode()
     assert progress.strip().startswith('<section id="progress"') and 'hx-trigger="every 5s"' in progress
@@ -224,7 +241,10 @@ def test_complete_and_assign_evenly(admin: Client, reviewer) -> None:
     admin.post(reverse("labeling:session_assign", args=[session.pk]))
     session.refresh_from_db()
     assert session.assignment_mode == "assigned"
-    assert sorted(session.items.values_list("assignments__reviewer__username", flat=True)) == ["other"] * 2 + ["reviewer"] * 2
+    assert (
+        sorted(session.items.values_list("assignments__reviewer__username", flat=True))
+        == ["other"] * 2 + ["reviewer"] * 2
+    )
     admin.post(reverse("labeling:session_complete", args=[session.pk]))
     session.refresh_from_db()
     assert session.status == "completed"

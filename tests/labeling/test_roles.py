@@ -45,12 +45,16 @@ ADMIN_ONLY = ["labeling:schema_list", "labeling:schema_create", "labeling:sessio
 
 def test_reviewer_gets_404_on_every_manage_page_and_403_on_writes(client: Client, reviewer, setup) -> None:
     client.force_login(reviewer)
-    for url in [reverse(name) for name in ADMIN_ONLY] + session_urls(setup["led"]) + [
-        reverse("labeling:schema_edit", args=[setup["schema"].pk]),
-        reverse("labeling:session_list"),
-        reverse("traces:list"),
-        setup["trace"].get_absolute_url(),
-    ]:
+    for url in (
+        [reverse(name) for name in ADMIN_ONLY]
+        + session_urls(setup["led"])
+        + [
+            reverse("labeling:schema_edit", args=[setup["schema"].pk]),
+            reverse("labeling:session_list"),
+            reverse("traces:list"),
+            setup["trace"].get_absolute_url(),
+        ]
+    ):
         assert client.get(url).status_code == 404, url
     led = setup["led"]
     writes = [

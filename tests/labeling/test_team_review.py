@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling import services, workflow
-from labeling.models import ItemReview, LabelingSession, LabelSchema, ReviewItem, ReviewStatus
+from labeling.models import ItemReview, LabelingSession, LabelSchema, ReviewItem
 from tests.factories import make_assessment, make_trace
 from traces.models import Assessment
 
@@ -27,7 +27,9 @@ def pass_fail() -> LabelSchema:
 
 def make_team_session(n_items: int, n_reviewers: int, per_item: int, **fields) -> tuple[LabelingSession, list[User]]:
     reviewers = [User.objects.create_user(f"rev{i:02d}", password="pw-123456") for i in range(n_reviewers)]
-    session = services.create_labeling_session(name=f"team-{n_items}-{per_item}", schemas=[pass_fail()], reviewers=reviewers)
+    session = services.create_labeling_session(
+        name=f"team-{n_items}-{per_item}", schemas=[pass_fail()], reviewers=reviewers
+    )
     for key, value in {"reviewers_per_item": per_item, **fields}.items():
         setattr(session, key, value)
     session.save()
@@ -189,7 +191,9 @@ def test_disagreement_queue_and_adjudication_overrides() -> None:
     assert final[0].value is False and final[0].metadata["adjudicated"] is True
     assert final[0].source_id == "lead"
     assert set(final[0].metadata["overrides_all"]) == set(
-        Assessment.objects.filter(trace=first.trace, source_id__in=["rev00", "rev01"]).values_list("assessment_id", flat=True)
+        Assessment.objects.filter(trace=first.trace, source_id__in=["rev00", "rev01"]).values_list(
+            "assessment_id", flat=True
+        )
     )
     queue = workflow.adjudication_queue(session)
     assert [(item.pk, names, done) for item, names, done in queue] == [(first.pk, ["correct"], {"correct"})]

@@ -6,11 +6,10 @@ big imports); other databases use ``bulk_create``. Both paths write the same row
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import re
 
 import orjson
 from django.db import connection, transaction

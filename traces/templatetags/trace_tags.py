@@ -93,7 +93,8 @@ def span_tree(nodes: list[Any], span_url: str, open_depth: int = 2, limit: int =
         )
         if error:
             message = node.exceptions[0]["type"] + ": " + node.exceptions[0]["message"] if node.exceptions else ""
-            row += f'<span class="span-error" title="{escape(span.status_message)}">⚠ {escape(message or span.status_message or "error")}</span>'
+            shown = escape(message or span.status_message or "error")
+            row += f'<span class="span-error" title="{escape(span.status_message)}">⚠ {shown}</span>'
         css = "span-row error" if error else "span-row"
         if node.children:
             is_open = " open" if node.depth < open_depth else ""
