@@ -1,0 +1,127 @@
+"""Dataset writes: merge records keyed by inputs (MLflow's ``merge_records`` semantics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.models import LabelingSession
+
+from .exporters import ExportStats, session_records
+from .models import DatasetRecord, EvaluationDataset, SourceType, inputs_key
+
+MERGE_CHUNK = 1000
+
+
+@dataclass
+class MergeResult:
+    created: int = 0
+    updated: int = 0
+
+
+def get_or_create_dataset(*, name: str, created_by: AbstractBaseUser | None = None, description: str = "") -> EvaluationDataset:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the dataset a name."})
+    dataset, _ = EvaluationDataset.objects.get_or_create(
+        name=name, defaults={"created_by": created_by, "description": description}
+    )
+    return dataset
+
+
+def _source(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    source = record.get("source") or {}
+    source_type = str(source.get("source_type") or SourceType.TRACE)
+    if source_type not in SourceType.values:
+        raise ValidationError(f"Unknown source type {source_type!r}; use one of {', '.join(SourceType.values)}.")
+    return source_type, dict(source.get("source_data") or {})
+
+
+def _merge_into(existing: DatasetRecord, record: dict[str, Any], now: str) -> None:
+    """Newer value per expectation key wins; the old value is kept in the record's history."""
+    for key, value in (record.get("expectations") or {}).items():
+        if key in existing.expectations and existing.expectations[key] != value:
+            existing.history.append({"expectation": key, "value": existing.expectations[key], "replaced_at": now})
+        existing.expectations[key] = value
+    existing.tags = {**existing.tags, **(record.get("tags") or {})}
+    if record.get("outputs") is not None:
+        existing.outputs = record["outputs"]
+    existing.source_type, existing.source_data = _source(record)
+
+
+def merge_records(*, dataset: EvaluationDataset, records: Iterable[dict[str, Any]]) -> MergeResult:
+    """Add records; a record whose inputs already exist updates that record instead of duplicating it."""
+    result = MergeResult()
+    with transaction.atomic():
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            if not isinstance(record, dict) or not isinstance(record.get("inputs"), dict):
+                raise ValidationError("Every record needs an 'inputs' object.")
+            chunk.append(record)
+            if len(chunk) >= MERGE_CHUNK:
+                _merge_chunk(dataset, chunk, result)
+                chunk = []
+        if chunk:
+            _merge_chunk(dataset, chunk, result)
+        EvaluationDataset.objects.filter(pk=dataset.pk).update(updated_at=timezone.now())
+    return result
+
+
+def _merge_chunk(dataset: EvaluationDataset, records: list[dict[str, Any]], result: MergeResult) -> None:
+    now = timezone.now()
+    keys = [inputs_key(r["inputs"]) for r in records]
+    existing = {r.inputs_key: r for r in dataset.records.filter(inputs_key__in=keys)}
+    new: dict[str, DatasetRecord] = {}
+    touched: dict[str, DatasetRecord] = {}
+    for key, record in zip(keys, records, strict=True):
+        if key in existing:
+            _merge_into(existing[key], record, now.isoformat())
+            touched[key] = existing[key]
+        elif key in new:
+            _merge_into(new[key], record, now.isoformat())
+        else:
+            source_type, source_data = _source(record)
+            new[key] = DatasetRecord(
+                dataset=dataset,
+                inputs_key=key,
+                inputs=record["inputs"],
+                outputs=record.get("outputs"),
+                expectations=dict(record.get("expectations") or {}),
+                tags=dict(record.get("tags") or {}),
+                source_type=source_type,
+                source_data=source_data,
+                history=[],
+            )
+    DatasetRecord.objects.bulk_create(list(new.values()), batch_size=500)
+    for record in touched.values():
+        record.updated_at = now
+    DatasetRecord.objects.bulk_update(
+        list(touched.values()),
+        ["expectations", "tags", "outputs", "source_type", "source_data", "history", "updated_at"],
+        batch_size=500,
+    )
+    result.created += len(new)
+    result.updated += len(touched)
+
+
+def save_session_labels(
+    *,
+    sessions: list[LabelingSession],
+    dataset_name: str,
+    policy: str = "latest",
+    include_feedback: bool = False,
+    created_by: AbstractBaseUser | None = None,
+) -> tuple[EvaluationDataset, MergeResult, ExportStats]:
+    """Merge the sessions' labels into a stored dataset."""
+    stats = ExportStats()
+    with transaction.atomic():
+        dataset = get_or_create_dataset(name=dataset_name, created_by=created_by)
+        records = session_records(sessions, policy=policy, include_feedback=include_feedback, stats=stats)
+        result = merge_records(dataset=dataset, records=records)
+    return dataset, result, stats
