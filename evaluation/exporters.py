@@ -203,20 +203,37 @@ def has_expectations(sessions: list[LabelingSession]) -> bool:
 # ---------------------------------------------------------------- writers
 
 
-def write_jsonl(records: Iterable[dict[str, Any]], out: IO[bytes]) -> None:
-    for record in records:
-        out.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+def jsonl_line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
-def write_csv(records: Iterable[dict[str, Any]], out: IO[bytes]) -> None:
+def csv_line(values: list[str]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text).writerow(values)
+    return text.getvalue().encode()
+
+
+def csv_header() -> bytes:
+    return csv_line(COLUMNS)
+
+
+def csv_record(record: dict[str, Any]) -> bytes:
     """Dict columns JSON-encoded; read back with ``df[c].map(json.loads)``."""
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text)
-    writer.writerow(COLUMNS)
-    for record in records:
-        writer.writerow([orjson.dumps(record[c], option=orjson.OPT_NON_STR_KEYS).decode() for c in COLUMNS])
-    text.flush()
-    text.detach()
+    return csv_line([orjson.dumps(record[c], option=orjson.OPT_NON_STR_KEYS).decode() for c in COLUMNS])
+
+
+def lines(fmt: str, records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """JSONL or CSV, one encoded line at a time (for files and streaming responses alike)."""
+    if fmt == "csv":
+        yield csv_header()
+        yield from (csv_record(r) for r in records)
+    else:
+        yield from (jsonl_line(r) for r in records)
+
+
+def write_lines(fmt: str, records: Iterable[dict[str, Any]], out: IO[bytes]) -> None:
+    for line in lines(fmt, records):
+        out.write(line)
 
 
 def _batches(records: Iterable[dict[str, Any]], size: int = PARQUET_BATCH) -> Iterator[list[dict[str, Any]]]:

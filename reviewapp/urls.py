@@ -20,5 +20,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),
     path("", include("labeling.urls")),
+    path("datasets/", include("evaluation.urls")),
     path("django-admin/", admin.site.urls),
 ]

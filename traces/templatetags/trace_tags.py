@@ -129,3 +129,10 @@ def preview_text(preview: str) -> str:
     if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), str):
         return next(iter(value.values()))
     return preview
+
+
+@register.filter
+def pretty(value: Any) -> str:
+    from traces.rendering import pretty_json
+
+    return pretty_json(value, limit=2000)

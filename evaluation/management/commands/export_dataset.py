@@ -20,8 +20,7 @@ from evaluation.exporters import (
     has_expectations,
     session_records,
     write_atomically,
-    write_csv,
-    write_jsonl,
+    write_lines,
     write_parquet,
 )
 from evaluation.models import EvaluationDataset
@@ -152,4 +151,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def _stream(fmt: str, records: Iterable[dict], out: IO[bytes]) -> None:
-        (write_jsonl if fmt == "jsonl" else write_csv)(records, out)
+        write_lines(fmt, records, out)
