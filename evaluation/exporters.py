@@ -105,7 +105,9 @@ def _labels(items: list[ReviewItem]) -> dict[int, tuple[dict[str, list[Assessmen
     answers: dict[int, dict[str, list[Assessment]]] = defaultdict(lambda: defaultdict(list))
     finals: dict[int, dict[str, Assessment]] = defaultdict(dict)
     rows = (
-        Assessment.objects.filter(trace_id__in=[i.trace_id for i in items], source_type=AssessmentSource.HUMAN, valid=True)
+        Assessment.objects.filter(
+            trace_id__in=[i.trace_id for i in items], source_type=AssessmentSource.HUMAN, valid=True
+        )
         .exclude(metadata__has_key=COPIED_KEY)
         .only("trace_id", "name", "kind", "value", "create_time", "metadata", "source_id")
     )

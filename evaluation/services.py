@@ -25,7 +25,9 @@ class MergeResult:
     updated: int = 0
 
 
-def get_or_create_dataset(*, name: str, created_by: AbstractBaseUser | None = None, description: str = "") -> EvaluationDataset:
+def get_or_create_dataset(
+    *, name: str, created_by: AbstractBaseUser | None = None, description: str = ""
+) -> EvaluationDataset:
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the dataset a name."})

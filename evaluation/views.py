@@ -88,5 +88,7 @@ def save_session_as_dataset(request: HttpRequest, session_pk: int) -> HttpRespon
         messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
         return redirect(session.get_absolute_url())
     note = f" ({len(stats.ties)} tied answers left out)" if stats.ties else ""
-    messages.success(request, f"Saved to “{dataset.name}”: {merged.created} new records, {merged.updated} updated{note}.")
+    messages.success(
+        request, f"Saved to “{dataset.name}”: {merged.created} new records, {merged.updated} updated{note}."
+    )
     return redirect(dataset.get_absolute_url())

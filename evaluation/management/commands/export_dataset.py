@@ -100,12 +100,18 @@ class Command(BaseCommand):
         if missing:
             raise ExportError(f"no labeling session named “{missing[0]}”")
         if not has_expectations(sessions):
-            raise ExportError(f"no expectation labels in {', '.join(f'“{n}”' for n in names)}: nothing to evaluate against")
+            raise ExportError(
+                f"no expectation labels in {', '.join(f'“{n}”' for n in names)}: nothing to evaluate against"
+            )
 
         def records(on_item: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
             stats.records, stats.expectations, stats.ties = 0, 0, []
             return session_records(
-                sessions, policy=options["policy"], include_feedback=options["include_feedback"], stats=stats, on_item=on_item
+                sessions,
+                policy=options["policy"],
+                include_feedback=options["include_feedback"],
+                stats=stats,
+                on_item=on_item,
             )
 
         return records, count_items(sessions)
@@ -130,6 +136,7 @@ class Command(BaseCommand):
                 return
             path = Path(options["output"])
             if options["format"] == "parquet":
+
                 def parquet(out: IO[bytes]) -> str:
                     first = [True]
 
