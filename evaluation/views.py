@@ -52,7 +52,7 @@ def dataset_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
         raise Http404("Unknown format.")
     filename = f"{dataset.name}.{fmt}".replace('"', "")
     if fmt == "parquet":
-        temp = tempfile.TemporaryFile()
+        temp = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
         write_parquet(lambda: _records(dataset), temp)
         temp.seek(0)
         return FileResponse(temp, as_attachment=True, filename=filename, content_type=CONTENT_TYPES[fmt])

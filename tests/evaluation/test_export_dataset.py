@@ -140,7 +140,7 @@ def test_bad_inputs_one_line_exit_1_no_file(
 ) -> None:
     services.create_labeling_session(name="Empty")
     monkeypatch.chdir(tmp_path)
-    code, out, err = export(*args)
+    code, _, err = export(*args)
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err

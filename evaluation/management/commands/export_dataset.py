@@ -71,7 +71,8 @@ class Command(BaseCommand):
         if options["output"]:
             self._write(options, make_records, total, stats)
         where = options["output"] or f"dataset “{options['save_as']}”"
-        summary = f"{stats.records} records ({stats.expectations} expectations) to {where} in {time.perf_counter() - started:.1f} s"
+        seconds = time.perf_counter() - started
+        summary = f"{stats.records} records ({stats.expectations} expectations) to {where} in {seconds:.1f} s"
         if stats.ties:
             summary += f"; {len(stats.ties)} tied answers left out"
         (self.stderr if options["output"] == "-" else self.stdout).write(summary)
