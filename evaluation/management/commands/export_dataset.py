@@ -137,19 +137,7 @@ class Command(BaseCommand):
                 return
             path = Path(options["output"])
             if options["format"] == "parquet":
-
-                def parquet(out: IO[bytes]) -> str:
-                    first = [True]
-
-                    def records() -> Iterable[dict]:
-                        # The bar follows the writing pass, not the schema pass.
-                        on_item = None if first[0] else tick
-                        first[0] = False
-                        return make_records(on_item)
-
-                    return write_parquet(records, out)
-
-                write_atomically(path, parquet)
+                write_atomically(path, lambda out: write_parquet(lambda: make_records(tick), out))
             else:
                 write_atomically(path, lambda out: self._stream(options["format"], make_records(tick), out))
         finally:
