@@ -17,6 +17,9 @@ from pathlib import Path
 
 from _common import ROOT, fresh_database, median, percentile, table
 
+# Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
