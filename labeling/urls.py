@@ -16,6 +16,7 @@ urlpatterns = [
     path("manage/sessions/<int:pk>/add-traces/", manage.session_add_traces, name="session_add_traces"),
     path("manage/sessions/<int:pk>/complete/", manage.session_complete, name="session_complete"),
     path("manage/sessions/<int:pk>/assign/", manage.session_assign, name="session_assign"),
+    path("manage/sessions/<int:pk>/assign-by-hand/", manage.session_assign_by_hand, name="session_assign_by_hand"),
     path("manage/sessions/add-from-filters/", manage.add_from_filters, name="add_from_filters"),
     path("manage/sessions/<int:pk>/disagreements/", adjudication.adjudication_queue, name="adjudication_queue"),
     path(

@@ -179,6 +179,28 @@ def session_assign(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(session.get_absolute_url())
 
 
+@login_required
+@require_POST
+def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give the checked items to one reviewer."""
+    session = get_session_for_manager(request, pk)
+    reviewer = session.reviewers.filter(pk=request.POST.get("reviewer") or 0).first()
+    try:
+        item_ids = [int(value) for value in request.POST.getlist("items")]
+    except ValueError:
+        item_ids = []
+    if reviewer is None or not item_ids:
+        messages.error(request, "Pick a reviewer of this session and at least one item.")
+        return redirect(session.get_absolute_url())
+    try:
+        count = workflow.assign_items(session=session, reviewer=reviewer, item_ids=item_ids)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Gave {count} item{'s' if count != 1 else ''} to {reviewer.username}.")
+    return redirect(session.get_absolute_url())
+
+
 # ---------------------------------------------------------------- adding traces
 
 
@@ -308,7 +330,8 @@ def _items_context(request: HttpRequest, session: LabelingSession) -> dict[str, 
     items = session.items.select_related("trace").only(
         "pk", "position", "submitted_count", "source_trace_id_text", "session_id", "trace__request_preview"
     )
-    return {"items": Paginator(items.order_by("position"), ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))}
+    page = Paginator(items.order_by("position"), ITEMS_PER_PAGE).get_page(request.GET.get("items_page"))
+    return {"items": page, "session_reviewers": list(session.reviewers.order_by("username"))}
 
 
 def _overview_context(session: LabelingSession, schemas: list[LabelSchema]) -> dict[str, Any]:

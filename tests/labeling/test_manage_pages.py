@@ -248,3 +248,22 @@ def test_complete_and_assign_evenly(admin: Client, reviewer) -> None:
     admin.post(reverse("labeling:session_complete", args=[session.pk]))
     session.refresh_from_db()
     assert session.status == "completed"
+
+
+def test_assign_items_by_hand(admin: Client, reviewer) -> None:
+    session = services.create_labeling_session(name="hand", reviewers=[reviewer])
+    services.add_traces_to_session(session=session, trace_ids=[make_trace().trace_id for _ in range(3)])
+    first, second, third = session.items.order_by("position")
+    url = reverse("labeling:session_assign_by_hand", args=[session.pk])
+    response = admin.post(url, {"reviewer": reviewer.pk, "items": [first.pk, third.pk]}, follow=True)
+    assert "Gave 2 items to reviewer" in response.content.decode()
+    session.refresh_from_db()
+    assert session.assignment_mode == "assigned"
+    assert set(session.items.filter(assignments__reviewer=reviewer).values_list("pk", flat=True)) == {
+        first.pk,
+        third.pk,
+    }
+    outsider = User.objects.create_user("not-a-reviewer")
+    response = admin.post(url, {"reviewer": outsider.pk, "items": [second.pk]}, follow=True)
+    assert "Pick a reviewer of this session" in response.content.decode()
+    assert not second.assignments.exists()
