@@ -61,3 +61,41 @@ def table(title: str, rows: list[tuple[str, str, str]]) -> None:
     for metric, value, target in rows:
         print(f"| {metric} | {value} | {target} |")
     sys.stdout.flush()
+
+
+@contextmanager
+def gunicorn(url: str, workers: int = 4) -> Iterator[str]:
+    """Serve the app with gunicorn (DEBUG off, whitenoise static) on a free port; yields the base URL."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 30,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_COOKIES": "0",
+        "SECURE_SSL_REDIRECT": "0",
+        "CONN_MAX_AGE": "600",
+    }
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    command = [str(Path(sys.executable).parent / "gunicorn"), "reviewapp.wsgi", "-w", str(workers)]
+    server = subprocess.Popen([*command, "-b", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/login/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -10,16 +10,13 @@ import http.cookiejar
 import os
 import random
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-from _common import ROOT, fresh_database, percentile, table
+from _common import fresh_database, gunicorn, percentile, table
 
 REVIEWERS = 20
 ITEMS = 1500
@@ -33,12 +30,6 @@ PASSWORD = "load-test-pass-123"
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def setup_session() -> int:
@@ -172,46 +163,8 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "DEBUG": "0",
-            "SECRET_KEY": "bench-only-secret-key-" + "x" * 30,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_COOKIES": "0",
-            "SECURE_SSL_REDIRECT": "0",
-            "CONN_MAX_AGE": "600",
-        }
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True
-        )
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "reviewapp.wsgi",
-                "-w",
-                os.environ.get("BENCH_WORKERS", "4"),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(100):
-                try:
-                    urllib.request.urlopen(base + "/login/", timeout=2)
-                    break
-                except OSError:
-                    time.sleep(0.2)
+        with gunicorn(url, workers=int(os.environ.get("BENCH_WORKERS", "4"))) as base:
             results = run_load(base, session_pk)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
         elapsed = results["elapsed"][0]
         rows = [
             ("reviewers", str(REVIEWERS), "20"),

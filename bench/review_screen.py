@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from _common import ROOT, fresh_database, median, percentile, table
+from _common import fresh_database, gunicorn, median, percentile, table
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -130,36 +128,6 @@ def server_side(schemas: list) -> list[tuple[str, str, str]]:
     ]
 
 
-def start_server(url: str) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "DEBUG": "0",
-        "SECRET_KEY": "bench-only-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_COOKIES": "0",
-        "SECURE_SSL_REDIRECT": "0",
-    }
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    server = subprocess.Popen(
-        [gunicorn, "reviewapp.wsgi", "-w", "3", "-b", f"127.0.0.1:{port}", "--log-level", "warning"], cwd=ROOT, env=env
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/login/", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
-    return server, base
-
-
 def browser_side(url: str, schemas: list) -> tuple[list[tuple[str, str, str]], list[str]]:
     from django.contrib.auth.models import User
     from django.db import connections
@@ -173,62 +141,57 @@ def browser_side(url: str, schemas: list) -> tuple[list[tuple[str, str, str]], l
     for n, session in sessions.items():
         session.reviewers.add(*people[n])
     connections.close_all()
-    server, base = start_server(url)
     rows: list[tuple[str, str, str]] = []
     failures: list[str] = []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            for n, session in sessions.items():
-                first_times, requests, sizes, next_times = [], [], [], []
-                for run, person in enumerate(people[n]):
-                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-                    page = context.new_page()
-                    page.goto(f"{base}/login/")
-                    page.fill("#id_username", person.username)
-                    page.fill("#id_password", PASSWORD)
-                    page.click("button[type=submit]")
-                    page.wait_for_load_state()
-                    seen: list = []
-                    page.on("requestfinished", lambda request, seen=seen: seen.append(request))
-                    start = time.perf_counter()
-                    page.goto(f"{base}/review/{session.pk}/")
-                    page.locator("input[name=q-correct]").first.wait_for(state="visible")
-                    first_times.append((time.perf_counter() - start) * 1000)
-                    page.wait_for_load_state("networkidle")
-                    requests.append(len(seen))
-                    sizes.append(sum(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in seen))
-                    if run == 0:
-                        failures += functional_checks(page, expect, session, person, Assessment)
-                        for _ in range(10):
-                            item = page.locator("#review-main").get_attribute("data-item")
-                            start = time.perf_counter()
-                            page.keyboard.press("1")
-                            page.keyboard.press("Control+Enter")
-                            page.wait_for_function(
-                                NEXT_READY,
-                                arg=item,
-                            )
-                            next_times.append((time.perf_counter() - start) * 1000)
-                    context.close()
-                rows += [
-                    (
-                        f"{n}-item session: open → first item answerable (median of {runs})",
-                        f"{median(first_times):.0f} ms",
-                        "< 500 ms",
-                    ),
-                    (f"{n}-item session: requests for the first item", f"{max(requests)}", "≤ 10"),
-                    (f"{n}-item session: bytes for the first item", f"{max(sizes) / 1024:.0f} KB", "≤ 300 KB"),
-                    (
-                        f"{n}-item session: submit → next item ready (median of 10)",
-                        f"{statistics.median(next_times):.0f} ms",
-                        "< 150 ms",
-                    ),
-                ]
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with gunicorn(url, workers=3) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for n, session in sessions.items():
+            first_times, requests, sizes, next_times = [], [], [], []
+            for run, person in enumerate(people[n]):
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                page.goto(f"{base}/login/")
+                page.fill("#id_username", person.username)
+                page.fill("#id_password", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_load_state()
+                seen: list = []
+                page.on("requestfinished", lambda request, seen=seen: seen.append(request))
+                start = time.perf_counter()
+                page.goto(f"{base}/review/{session.pk}/")
+                page.locator("input[name=q-correct]").first.wait_for(state="visible")
+                first_times.append((time.perf_counter() - start) * 1000)
+                page.wait_for_load_state("networkidle")
+                requests.append(len(seen))
+                sizes.append(sum(r.sizes()["responseBodySize"] + r.sizes()["responseHeadersSize"] for r in seen))
+                if run == 0:
+                    failures += functional_checks(page, expect, session, person, Assessment)
+                    for _ in range(10):
+                        item = page.locator("#review-main").get_attribute("data-item")
+                        start = time.perf_counter()
+                        page.keyboard.press("1")
+                        page.keyboard.press("Control+Enter")
+                        page.wait_for_function(
+                            NEXT_READY,
+                            arg=item,
+                        )
+                        next_times.append((time.perf_counter() - start) * 1000)
+                context.close()
+            rows += [
+                (
+                    f"{n}-item session: open → first item answerable (median of {runs})",
+                    f"{median(first_times):.0f} ms",
+                    "< 500 ms",
+                ),
+                (f"{n}-item session: requests for the first item", f"{max(requests)}", "≤ 10"),
+                (f"{n}-item session: bytes for the first item", f"{max(sizes) / 1024:.0f} KB", "≤ 300 KB"),
+                (
+                    f"{n}-item session: submit → next item ready (median of 10)",
+                    f"{statistics.median(next_times):.0f} ms",
+                    "< 150 ms",
+                ),
+            ]
+        browser.close()
     return rows, failures
 
 
