@@ -1,7 +1,8 @@
 """Demo and benchmark traces, generated in MLflow 3's ``Trace.to_json()`` format.
 
 The demo goes through the real importer (``parse_document`` + ``store_traces``), so it exercises
-the same code path as a file written by MLflow.
+the same code path as a file written by MLflow. Everything is derived from fixed seeds: the same
+trace ids come back on every run, so re-seeding updates the demo instead of duplicating it.
 """
 
 from __future__ import annotations
@@ -14,199 +15,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .demo_scenarios import CLOSING_TURNS, GENERAL_DOCUMENTS, SCENARIOS, TOOL_ERRORS, Scenario
+
+__all__ = ["DEMO_EXPERIMENT", "SCENARIOS", "SpanBuilder", "build_trace", "demo_documents"]
+
 DEMO_EXPERIMENT = "Demo: health insurance assistant"
-MS = 1_000_000  # nanoseconds
+DEMO_TRACE_COUNT = 64
+DEMO_DAYS = 14
+MS = 1_000_000  # nanoseconds in a millisecond
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-sonnet-4-5"
+JUDGE_SOURCE = {"source_type": "LLM_JUDGE", "source_id": f"openai:/{OPENAI_MODEL}"}
+SYSTEM_PROMPT = "You are a careful health-insurance support assistant. Answer only from the policy excerpts."
 
-
-@dataclass
-class Scenario:
-    question: str
-    answer: str
-    documents: list[tuple[str, str]]  # (doc_uri, text)
-    tool: tuple[str, dict[str, Any], dict[str, Any]] | None = None  # (name, args, result)
-    follow_up: str = ""
-
-
-SCENARIOS = [
-    Scenario(
-        "Is physiotherapy after knee surgery covered by my plan?",
-        "Yes. Your Silver plan covers up to 20 physiotherapy sessions per year after surgery, with a 20% co-pay. "
-        "Ask your surgeon for a referral first; without it the sessions are not reimbursed.",
-        [
-            (
-                "https://policies.example-health.com/silver/physio.html",
-                "Physiotherapy: up to 20 sessions per calendar year following a surgical procedure. Co-insurance 20%.",
-            ),
-            (
-                "https://policies.example-health.com/silver/referrals.html",
-                "Rehabilitation services require a written referral from the treating physician.",
-            ),
-            (
-                "https://policies.example-health.com/faq/knee.html",
-                "Knee replacement is covered at 80% after the deductible for in-network hospitals.",
-            ),
-        ],
-    ),
-    Scenario(
-        "Can I take ibuprofen while on warfarin?",
-        "It is best to avoid ibuprofen with warfarin: together they raise the risk of bleeding. Paracetamol is usually "
-        "the safer choice for pain, but please check with your doctor or pharmacist before changing medicines.",
-        [
-            (
-                "https://formulary.example-health.com/warfarin.html",
-                "Warfarin interactions: NSAIDs such as ibuprofen and naproxen increase bleeding risk and should be avoided.",
-            ),
-            (
-                "https://formulary.example-health.com/paracetamol.html",
-                "Paracetamol (acetaminophen) is the preferred analgesic for patients on anticoagulants, at usual doses.",
-            ),
-            (
-                "https://formulary.example-health.com/ibuprofen.html",
-                "Ibuprofen: non-steroidal anti-inflammatory drug. Contraindicated with anticoagulants unless supervised.",
-            ),
-        ],
-    ),
-    Scenario(
-        "How do I get reimbursed for an emergency visit abroad?",
-        "Send the itemised hospital invoice, proof of payment and the discharge summary through the app within 90 days. "
-        "Emergency care abroad is reimbursed up to the amount your plan would pay at home.",
-        [
-            (
-                "https://policies.example-health.com/travel/emergency.html",
-                "Emergency treatment abroad is reimbursed up to domestic tariffs. Claims within 90 days.",
-            ),
-            (
-                "https://policies.example-health.com/claims/documents.html",
-                "Required documents: itemised invoice, proof of payment, medical report or discharge summary.",
-            ),
-        ],
-    ),
-    Scenario(
-        "What is my deductible for 2026?",
-        "Your 2026 deductible is $1,500 for individual coverage. You have met $420 of it so far this year.",
-        [
-            (
-                "https://policies.example-health.com/silver/deductible.html",
-                "Silver plan deductible 2026: $1,500 individual, $3,000 family.",
-            )
-        ],
-        tool=(
-            "get_member_balance",
-            {"member_id": "M-20418", "year": 2026},
-            {"deductible": 1500, "met": 420, "currency": "USD"},
-        ),
-    ),
-    Scenario(
-        "Is the flu vaccine free at my pharmacy?",
-        "Yes, the seasonal flu vaccine is covered at 100% at in-network pharmacies, with no co-pay.",
-        [
-            (
-                "https://policies.example-health.com/preventive/vaccines.html",
-                "Preventive vaccines (influenza, COVID-19, shingles for 50+) are covered at 100% in network.",
-            ),
-            (
-                "https://pharmacies.example-health.com/network.html",
-                "Most national pharmacy chains are in network. Check the directory before your visit.",
-            ),
-        ],
-    ),
-    Scenario(
-        "My claim for an MRI was denied. Why?",
-        "The MRI claim was denied because it was done without prior authorisation. You can appeal within 180 days; "
-        "ask your doctor to send the medical necessity letter with the appeal.",
-        [
-            (
-                "https://policies.example-health.com/silver/imaging.html",
-                "Advanced imaging (MRI, CT, PET) requires prior authorisation except in emergencies.",
-            ),
-            (
-                "https://policies.example-health.com/appeals.html",
-                "Members may appeal a denied claim within 180 days of the decision.",
-            ),
-        ],
-        tool=(
-            "get_claim_status",
-            {"claim_id": "C-88412"},
-            {"status": "DENIED", "reason": "NO_PRIOR_AUTH", "amount": 1840.0},
-        ),
-    ),
-    Scenario(
-        "Does my plan cover therapy for anxiety?",
-        "Yes. Outpatient mental health visits are covered like any specialist visit: $30 co-pay per session, "
-        "no limit on the number of sessions when they are medically necessary.",
-        [
-            (
-                "https://policies.example-health.com/silver/mental-health.html",
-                "Outpatient behavioural health: specialist co-pay applies ($30). No annual visit limit.",
-            ),
-            (
-                "https://policies.example-health.com/parity.html",
-                "Mental health benefits are provided at parity with medical benefits.",
-            ),
-        ],
-    ),
-    Scenario(
-        "How much will a generic statin cost me per month?",
-        "Generic atorvastatin is a Tier 1 drug on your plan: $10 for a 30-day supply at a retail pharmacy, "
-        "or $25 for 90 days by mail order.",
-        [
-            (
-                "https://formulary.example-health.com/tiers.html",
-                "Tier 1 generics: $10 retail (30 days), $25 mail order (90 days).",
-            )
-        ],
-        tool=("lookup_formulary", {"drug": "atorvastatin"}, {"tier": 1, "retail_30": 10, "mail_90": 25}),
-    ),
-    Scenario(
-        "Can I add my newborn to my plan?",
-        "Yes. Add your baby within 30 days of birth through the app or by phone; coverage then starts from the date of birth.",
-        [
-            (
-                "https://policies.example-health.com/enrolment/life-events.html",
-                "Newborns must be enrolled within 30 days of birth; coverage is retroactive to birth.",
-            )
-        ],
-        follow_up="What documents do I need for that?",
-    ),
-    Scenario(
-        "Is a second opinion before surgery covered?",
-        "Yes, a second opinion from an in-network specialist is covered with your usual specialist co-pay.",
-        [
-            (
-                "https://policies.example-health.com/silver/second-opinion.html",
-                "Second surgical opinions are covered at the specialist co-pay when in network.",
-            )
-        ],
-    ),
-    Scenario(
-        "What should I do if I think I'm having a heart attack?",
-        "Call emergency services (911) right away. Do not drive yourself. Emergency care is always covered, "
-        "in or out of network, without prior authorisation.",
-        [
-            (
-                "https://policies.example-health.com/emergency.html",
-                "Emergency services are covered without prior authorisation, in or out of network.",
-            )
-        ],
-    ),
-    Scenario(
-        "Can I see a dermatologist without a referral?",
-        "On your Silver PPO plan you can see an in-network dermatologist without a referral; the specialist co-pay of $30 applies.",
-        [
-            (
-                "https://policies.example-health.com/silver/specialists.html",
-                "PPO members may self-refer to in-network specialists.",
-            ),
-            (
-                "https://policies.example-health.com/hmo/specialists.html",
-                "HMO members need a referral from their primary care physician.",
-            ),
-        ],
-    ),
-]
+# ---------------------------------------------------------------------------------------------- ids and times
 
 
 def b64_id(seed: str, nbytes: int) -> str:
+    """A stable OpenTelemetry id, base64-encoded as in MLflow 3's ``to_json``."""
     return base64.b64encode(hashlib.sha256(seed.encode()).digest()[:nbytes]).decode()
 
 
@@ -218,9 +44,41 @@ def trace_id_for(seed: str) -> str:
     return "tr-" + hex_id("trace:" + seed, 16)
 
 
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def member_id(number: int) -> str:
+    return "member-" + hex_id(f"member:{number}", 3)
+
+
+# ---------------------------------------------------------------------------------------------- spans
+
+
+def exception_event(name: str, error: tuple[str, str], at_ns: int) -> dict[str, Any]:
+    kind, message = error
+    stacktrace = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/assistant/agent/tools.py", line 88, in call_tool\n'
+        "    return TOOLS[name](**arguments)\n"
+        f'  File "/srv/assistant/agent/tools.py", line 142, in {name}\n'
+        f"    raise {kind}({message!r})\n"
+        f"{kind}: {message}"
+    )
+    return {
+        "name": "exception",
+        "time_unix_nano": at_ns,
+        "attributes": {"exception.type": kind, "exception.message": message, "exception.stacktrace": stacktrace},
+    }
+
+
 @dataclass
 class SpanBuilder:
-    """Collects spans of one trace in MLflow 3's to_json span layout."""
+    """Collects the spans of one trace in MLflow 3's ``to_json`` span layout."""
 
     seed: str
     start_ns: int
@@ -243,8 +101,10 @@ class SpanBuilder:
         error: tuple[str, str] | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> str:
+        """Append a span; returns its (base64) span id for children to point at."""
         span_id = b64_id(f"span:{self.seed}:{len(self.spans)}", 8)
         start = self.start_ns + int(offset_ms * MS)
+        end = start + int(duration_ms * MS)
         attrs = {
             "mlflow.traceRequestId": json.dumps(trace_id_for(self.seed)),
             "mlflow.spanType": json.dumps(span_type),
@@ -252,31 +112,17 @@ class SpanBuilder:
         }
         if outputs is not None:
             attrs["mlflow.spanOutputs"] = json.dumps(outputs)
-        for key, value in (attributes or {}).items():
-            attrs[key] = json.dumps(value)
-        events = []
-        if error is not None:
-            kind, message = error
-            events.append(
-                {
-                    "name": "exception",
-                    "time_unix_nano": start + int(duration_ms * MS) - 1000,
-                    "attributes": {
-                        "exception.type": kind,
-                        "exception.message": message,
-                        "exception.stacktrace": f'Traceback (most recent call last):\n  File "agent/tools.py", line 88, in {name}\n    raise {kind}({message!r})\n{kind}: {message}',
-                    },
-                }
-            )
+        attrs.update({key: json.dumps(value) for key, value in (attributes or {}).items()})
         self.spans.append(
             {
                 "trace_id": self.otel_trace_id,
                 "span_id": span_id,
                 "parent_span_id": parent,
                 "name": name,
+                "kind": "SPAN_KIND_INTERNAL",
                 "start_time_unix_nano": start,
-                "end_time_unix_nano": start + int(duration_ms * MS),
-                "events": events,
+                "end_time_unix_nano": end,
+                "events": [exception_event(name, error, end - 1000)] if error else [],
                 "status": {
                     "code": "STATUS_CODE_ERROR" if error else "STATUS_CODE_OK",
                     "message": f"{error[0]}: {error[1]}" if error else "",
@@ -288,15 +134,35 @@ class SpanBuilder:
 
 
 def chat_completion(text: str | None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An OpenAI chat completion, as MLflow's OpenAI autolog records it."""
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {
         "id": "chatcmpl-demo",
         "object": "chat.completion",
-        "model": "gpt-4o-mini",
+        "model": OPENAI_MODEL,
         "choices": [{"index": 0, "finish_reason": "tool_calls" if tool_calls else "stop", "message": message}],
     }
+
+
+def anthropic_message(text: str) -> dict[str, Any]:
+    """An Anthropic Messages API response with content blocks."""
+    return {
+        "id": "msg_demo",
+        "type": "message",
+        "role": "assistant",
+        "model": ANTHROPIC_MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+    }
+
+
+def anthropic_user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": text}]}
+
+
+# ---------------------------------------------------------------------------------------------- trace envelope
 
 
 def to_json(
@@ -307,17 +173,23 @@ def to_json(
     inputs: Any,
     outputs: Any,
     state: str = "OK",
+    user: str = "",
     session: str = "",
+    tags: dict[str, str] | None = None,
     assessments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The ``{"info": …, "data": {"spans": …}}`` document MLflow 3 writes for one trace."""
     trace_id = trace_id_for(builder.seed)
     root = builder.spans[0]
-    duration_ms = (root["end_time_unix_nano"] - root["start_time_unix_nano"]) // MS
+    request = json.dumps(inputs)
+    response = json.dumps(outputs) if outputs is not None else ""
     metadata = {
         "mlflow.trace_schema.version": "3",
-        "mlflow.traceInputs": json.dumps(inputs)[:1000],
-        "mlflow.traceOutputs": json.dumps(outputs)[:1000] if outputs is not None else "",
-        "mlflow.trace.user": "member-" + hex_id("user:" + builder.seed, 3),
+        "mlflow.traceInputs": request[:1000],
+        "mlflow.traceOutputs": response[:1000],
+        "mlflow.source.name": "assistant/app.py",
+        "mlflow.source.type": "LOCAL",
+        "mlflow.trace.user": user or member_id(0),
     }
     if session:
         metadata["mlflow.trace.session"] = session
@@ -325,181 +197,248 @@ def to_json(
         "info": {
             "trace_id": trace_id,
             "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": "42"}},
-            "request_time": request_time.isoformat().replace("+00:00", "Z"),
-            "execution_duration_ms": duration_ms,
+            "request_time": iso(request_time),
+            "execution_duration_ms": (root["end_time_unix_nano"] - root["start_time_unix_nano"]) // MS,
             "state": state,
             "trace_metadata": metadata,
-            "tags": {"mlflow.traceName": name, "app.version": "v2" if int(hex_id(builder.seed, 1), 16) % 2 else "v1"},
-            "request_preview": json.dumps(inputs)[:1000],
-            "response_preview": json.dumps(outputs)[:1000] if outputs is not None else "",
+            "tags": {"mlflow.traceName": name, **(tags or {})},
+            "request_preview": request[:1000],
+            "response_preview": response[:1000],
             "assessments": [dict(a, trace_id=trace_id) for a in assessments or []],
         },
         "data": {"spans": builder.spans},
     }
 
 
-def judge_assessments(seed: str, rng: random.Random, when: datetime, *, grounded: bool) -> list[dict[str, Any]]:
-    stamp = when.isoformat().replace("+00:00", "Z")
+# ---------------------------------------------------------------------------------------------- assessments
+
+
+def feedback(
+    seed: str, name: str, value: Any, *, source: dict[str, str], when: datetime, rationale: str = "", **extra: Any
+) -> dict[str, Any]:
+    """One Feedback assessment in MLflow's JSON; its id is stable for a given seed, name and source."""
+    return {
+        "assessment_id": "a-" + hex_id(f"{name}:{source['source_type']}:{seed}", 16),
+        "assessment_name": name,
+        "source": source,
+        "create_time": iso(when),
+        "last_update_time": iso(when),
+        "feedback": {"value": value},
+        "rationale": rationale,
+        "valid": True,
+        **extra,
+    }
+
+
+def judge_assessments(
+    seed: str, rng: random.Random, when: datetime, *, grounded: bool, overridden: bool = False
+) -> list[dict[str, Any]]:
+    """LLM-judge and code feedback for a RAG answer; when ``overridden``, a human corrects the relevance judge."""
     relevant = grounded or rng.random() < 0.5
+    score = rng.choice([4, 5]) if grounded else rng.choice([1, 2, 3])
     rows = [
-        {
-            "assessment_id": "a-" + hex_id("judge-rel:" + seed, 16),
-            "assessment_name": "relevance",
-            "source": {"source_type": "LLM_JUDGE", "source_id": "openai:/gpt-4o-mini"},
-            "create_time": stamp,
-            "last_update_time": stamp,
-            "feedback": {"value": "yes" if relevant else "no"},
-            "rationale": "The answer addresses the member's question."
+        feedback(
+            seed,
+            "relevance",
+            "yes" if relevant else "no",
+            source=JUDGE_SOURCE,
+            when=when,
+            rationale="The answer addresses the member's question."
             if relevant
-            else "The answer drifts from the question.",
-            "valid": True,
-        },
-        {
-            "assessment_id": "a-" + hex_id("judge-correct:" + seed, 16),
-            "assessment_name": "correct",
-            "source": {"source_type": "LLM_JUDGE", "source_id": "openai:/gpt-4o-mini"},
-            "create_time": stamp,
-            "last_update_time": stamp,
-            "feedback": {"value": grounded},
-            "rationale": "Every claim is supported by the retrieved policy text."
-            if grounded
-            else "One claim is not in the documents.",
-            "valid": True,
-        },
-        {
-            "assessment_id": "a-" + hex_id("code-len:" + seed, 16),
-            "assessment_name": "answer_length_ok",
-            "source": {"source_type": "CODE", "source_id": "checks.length"},
-            "create_time": stamp,
-            "last_update_time": stamp,
-            "feedback": {"value": True},
-            "valid": True,
-        },
+            else "The answer drifts from what the member asked.",
+        ),
+        feedback(
+            seed,
+            "groundedness",
+            score,
+            source=JUDGE_SOURCE,
+            when=when,
+            rationale=f"{score} of 5: "
+            + ("every claim appears in the retrieved policy text." if grounded else "a claim is not in the documents."),
+        ),
+        feedback(
+            seed,
+            "correct",
+            grounded,
+            source=JUDGE_SOURCE,
+            when=when,
+            rationale="Matches the policy documents." if grounded else "Adds a limit the policy does not state.",
+        ),
+        feedback(
+            seed, "answer_length_ok", True, source={"source_type": "CODE", "source_id": "checks.length"}, when=when
+        ),
     ]
-    if seed.endswith("0"):
-        # A human disagreed with the judge: the judge's verdict stays, marked as overridden.
-        rows[0]["valid"] = False
+    if overridden:
+        rows[0]["valid"] = False  # kept, marked as replaced: nothing is overwritten
+        human = {"source_type": "HUMAN", "source_id": "dr.ames@example-health.com"}
         rows.append(
-            {
-                "assessment_id": "a-" + hex_id("human-rel:" + seed, 16),
-                "assessment_name": "relevance",
-                "source": {"source_type": "HUMAN", "source_id": "dr.ames@example-health.com"},
-                "create_time": stamp,
-                "last_update_time": stamp,
-                "feedback": {"value": "no" if relevant else "yes"},
-                "rationale": "Checked against the policy myself.",
-                "overrides": rows[0]["assessment_id"],
-                "valid": True,
-            }
+            feedback(
+                seed,
+                "relevance",
+                "no" if relevant else "yes",
+                source=human,
+                when=when + timedelta(hours=20),
+                rationale="Checked against the policy myself: the judge got this one wrong.",
+                overrides=rows[0]["assessment_id"],
+            )
         )
     return rows
 
 
+# ---------------------------------------------------------------------------------------------- demo traces
+
+
+def retrieved_documents(scenario: Scenario, rng: random.Random) -> list[dict[str, Any]]:
+    """3 to 6 documents: the scenario's own, then general handbook pages, by decreasing score."""
+    wanted = rng.randint(max(3, len(scenario.documents)), 6)
+    extra = rng.sample(GENERAL_DOCUMENTS, wanted - len(scenario.documents))
+    score = rng.uniform(0.86, 0.95)
+    documents = []
+    for rank, (uri, text) in enumerate([*scenario.documents, *extra]):
+        score -= rng.uniform(0.02, 0.09) if rank else 0
+        documents.append(
+            {
+                "page_content": text,
+                "metadata": {"doc_uri": uri, "chunk_id": f"{hex_id(uri, 2)}-{rank}", "score": round(score, 3)},
+                "id": "doc-" + hex_id(uri, 4),
+            }
+        )
+    return documents
+
+
+def release_tags(when: datetime, now: datetime) -> dict[str, str]:
+    """The assistant was upgraded halfway through the demo period; traces say which version answered."""
+    version = "1.4.0" if when > now - timedelta(days=DEMO_DAYS / 2) else "1.3.2"
+    return {"app.version": version, "environment": "production"}
+
+
+def _rag_generation(question: str, answer: str, context: str, *, anthropic: bool) -> tuple[Any, Any]:
+    """Inputs and outputs of the generation call, OpenAI-style or with Anthropic content blocks."""
+    system = f"{SYSTEM_PROMPT}\n\n{context}"
+    if anthropic:
+        inputs = {
+            "model": ANTHROPIC_MODEL,
+            "max_tokens": 1024,
+            "system": system,
+            "messages": [anthropic_user(question)],
+        }
+        return inputs, anthropic_message(answer)
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    return {"model": OPENAI_MODEL, "temperature": 0.1, "messages": messages}, chat_completion(answer)
+
+
 def rag_trace(
-    index: int, scenario: Scenario, when: datetime, rng: random.Random, *, anthropic: bool = False
+    index: int, scenario: Scenario, when: datetime, now: datetime, rng: random.Random, *, anthropic: bool = False
 ) -> dict[str, Any]:
+    """Embed, retrieve 3-6 policy excerpts, generate; a quarter of the answers add an unsupported claim."""
     seed = f"demo-rag-{index}"
-    builder = SpanBuilder(seed, int(when.timestamp() * 1e9))
-    question = {"messages": [{"role": "user", "content": scenario.question}]}
+    builder = SpanBuilder(seed, epoch_ns(when))
     grounded = rng.random() < 0.75
     answer = scenario.answer if grounded else scenario.answer + " You can also claim this twice a year."
+    user_message = anthropic_user(scenario.question) if anthropic else {"role": "user", "content": scenario.question}
+    question = {"messages": [user_message]}
+    final = anthropic_message(answer) if anthropic else chat_completion(answer)
     total = rng.uniform(900, 2600)
     root = builder.add(
-        "support_rag",
-        "CHAIN",
-        parent=None,
-        offset_ms=0,
-        duration_ms=total,
-        inputs=question,
-        outputs=chat_completion(answer),
+        "support_rag", "CHAIN", parent=None, offset_ms=0, duration_ms=total, inputs=question, outputs=final
     )
-    docs = [
-        {
-            "page_content": text,
-            "metadata": {
-                "doc_uri": uri,
-                "chunk_id": f"c-{i}",
-                "score": round(0.93 - i * 0.07 - rng.random() * 0.03, 2),
-            },
-            "id": f"doc-{hex_id(uri, 3)}",
-        }
-        for i, (uri, text) in enumerate(scenario.documents)
-    ]
     builder.add(
         "embed_query",
         "EMBEDDING",
         parent=root,
         offset_ms=5,
-        duration_ms=40,
-        inputs={"text": scenario.question},
-        outputs={"dimensions": 384},
+        duration_ms=rng.uniform(25, 60),
+        inputs={"input": scenario.question, "model": "text-embedding-3-small"},
+        outputs={"dimensions": 1536},
     )
+    documents = retrieved_documents(scenario, rng)
     builder.add(
         "search_policies",
         "RETRIEVER",
         parent=root,
-        offset_ms=50,
+        offset_ms=70,
         duration_ms=rng.uniform(60, 180),
-        inputs={"query": scenario.question, "top_k": len(docs)},
-        outputs=docs,
+        inputs={"query": scenario.question, "top_k": len(documents)},
+        outputs=documents,
     )
-    context = "\n\n".join(d["page_content"] for d in docs)
-    system = f"You are a careful health-insurance assistant. Answer only from the policy excerpts:\n{context}"
-    if anthropic:
-        llm_inputs = {
-            "system": system,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": scenario.question}]}],
-            "model": "claude-sonnet-4-5",
-        }
-        llm_outputs = {"type": "message", "role": "assistant", "content": [{"type": "text", "text": answer}]}
-        span_type = "LLM"
-    else:
-        llm_inputs = {
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": scenario.question}],
-            "model": "gpt-4o-mini",
-        }
-        llm_outputs = chat_completion(answer)
-        span_type = "CHAT_MODEL"
+    context = "\n\n".join(d["page_content"] for d in documents)
+    llm_inputs, llm_outputs = _rag_generation(scenario.question, answer, context, anthropic=anthropic)
     builder.add(
         "generate_answer",
-        span_type,
+        "CHAT_MODEL",
         parent=root,
         offset_ms=260,
         duration_ms=total - 280,
         inputs=llm_inputs,
         outputs=llm_outputs,
-        attributes={"mlflow.chat.tokenUsage": {"input_tokens": 412, "output_tokens": 68, "total_tokens": 480}},
+        attributes={"mlflow.chat.tokenUsage": {"input_tokens": 380 + len(context) // 4, "output_tokens": 70}},
     )
-    assessments = judge_assessments(seed, rng, when + timedelta(minutes=5), grounded=grounded) if index % 2 == 0 else []
+    assessments = []
+    if index % 2 == 0:
+        judged_at = when + timedelta(minutes=5)
+        assessments = judge_assessments(seed, rng, judged_at, grounded=grounded, overridden=index % 10 == 0)
     return to_json(
         builder,
         name="support_rag",
         request_time=when,
         inputs=question,
-        outputs=chat_completion(answer),
+        outputs=final,
+        user=member_id(rng.randrange(12)),
+        tags=release_tags(when, now),
         assessments=assessments,
     )
 
 
-def chat_trace(index: int, scenario: Scenario, when: datetime, rng: random.Random) -> dict[str, Any]:
-    seed = f"demo-chat-{index}"
-    builder = SpanBuilder(seed, int(when.timestamp() * 1e9))
-    follow_up = scenario.follow_up or "Thanks. Is there anything else I should know?"
-    history = [
-        {"role": "system", "content": "You are a friendly health-insurance assistant."},
-        {"role": "user", "content": scenario.question},
-        {"role": "assistant", "content": scenario.answer},
-        {"role": "user", "content": follow_up},
+@dataclass(frozen=True)
+class ChatTurn:
+    """One turn of a multi-turn conversation: what came before, then this question and its answer."""
+
+    conversation: int
+    number: int
+    history: list[tuple[str, str]]
+    question: str
+    answer: str
+
+    @property
+    def session_id(self) -> str:
+        return "sess-" + hex_id(f"conversation:{self.conversation}", 6)
+
+    def messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": "You are a friendly health-insurance support assistant."}]
+        for asked, answered in self.history:
+            messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+        return [*messages, {"role": "user", "content": self.question}]
+
+
+def chat_turn(conversation: int, number: int) -> ChatTurn:
+    """Turn ``number`` of conversation ``conversation``: a scenario's question, its follow-up, a closing turn."""
+    scenario = SCENARIOS[(conversation * 4 + 1) % len(SCENARIOS)]
+    turns = [
+        (scenario.question, scenario.answer),
+        (scenario.follow_up, scenario.follow_up_answer),
+        CLOSING_TURNS[conversation % len(CLOSING_TURNS)],
     ]
-    reply = (
-        "You will need the birth certificate and the member's ID number. Upload both in the app under “Family”."
-        if scenario.follow_up
-        else "Keep your receipts and check the app for your claims' status at any time."
-    )
-    inputs = {"messages": history}
+    question, answer = turns[number]
+    return ChatTurn(conversation, number, turns[:number], question, answer)
+
+
+def chat_trace(index: int, turn: ChatTurn, when: datetime, now: datetime, rng: random.Random) -> dict[str, Any]:
+    seed = f"demo-chat-{index}"
+    builder = SpanBuilder(seed, epoch_ns(when))
+    inputs = {"messages": turn.messages()}
     total = rng.uniform(700, 1800)
+    reply = chat_completion(turn.answer)
     root = builder.add(
-        "chat_turn", "AGENT", parent=None, offset_ms=0, duration_ms=total, inputs=inputs, outputs=chat_completion(reply)
+        "support_chat", "AGENT", parent=None, offset_ms=0, duration_ms=total, inputs=inputs, outputs=reply
+    )
+    builder.add(
+        "load_history",
+        "MEMORY",
+        parent=root,
+        offset_ms=2,
+        duration_ms=rng.uniform(4, 15),
+        inputs={"session_id": turn.session_id},
+        outputs={"turns": turn.number},
     )
     builder.add(
         "chat.completions.create",
@@ -507,25 +446,46 @@ def chat_trace(index: int, scenario: Scenario, when: datetime, rng: random.Rando
         parent=root,
         offset_ms=20,
         duration_ms=total - 40,
-        inputs={**inputs, "model": "gpt-4o-mini"},
-        outputs=chat_completion(reply),
+        inputs={**inputs, "model": OPENAI_MODEL},
+        outputs=reply,
     )
     return to_json(
         builder,
-        name="chat_turn",
+        name="support_chat",
         request_time=when,
         inputs=inputs,
-        outputs=chat_completion(reply),
-        session=f"chat-{index // 2}",
+        outputs=reply,
+        user=member_id(100 + turn.conversation),
+        session=turn.session_id,
+        tags=release_tags(when, now),
     )
 
 
+def tool_schema(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    properties = {key: {"type": "integer" if isinstance(v, int) else "string"} for key, v in arguments.items()}
+    parameters = {"type": "object", "properties": properties, "required": list(arguments)}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+
+def scenario_tool(scenario: Scenario) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The scenario's own tool, or a policy search returning its documents."""
+    if scenario.tool is not None:
+        return scenario.tool
+    results = [{"doc_uri": uri, "excerpt": text[:80]} for uri, text in scenario.documents]
+    return "search_policy_docs", {"query": scenario.question, "top_k": 3}, {"results": results}
+
+
 def agent_trace(
-    index: int, scenario: Scenario, when: datetime, rng: random.Random, *, fail: bool = False
+    index: int, scenario: Scenario, when: datetime, now: datetime, rng: random.Random, *, fail: bool = False
 ) -> dict[str, Any]:
+    """Plan (tool call), run the tool, answer; when ``fail``, the tool raises and the trace ends in ERROR."""
     seed = f"demo-agent-{index}"
-    builder = SpanBuilder(seed, int(when.timestamp() * 1e9))
-    tool_name, args, result = scenario.tool or ("search_policies", {"query": scenario.question}, {"hits": 2})
+    builder = SpanBuilder(seed, epoch_ns(when))
+    tool_name, arguments, result = scenario_tool(scenario)
+    error = None
+    if fail:
+        kind, message = rng.choice(TOOL_ERRORS)
+        error = (kind, message.format(tool=tool_name))
     question = {"messages": [{"role": "user", "content": scenario.question}]}
     total = rng.uniform(1500, 4000)
     final = None if fail else chat_completion(scenario.answer)
@@ -537,33 +497,35 @@ def agent_trace(
         duration_ms=total,
         inputs=question,
         outputs=final,
-        error=("ToolError", f"{tool_name} timed out after 3 retries") if fail else None,
+        error=error,
     )
-    call = {"id": "call_1", "type": "function", "function": {"name": tool_name, "arguments": json.dumps(args)}}
+    call = {"id": f"call_{hex_id(seed, 6)}", "type": "function", "function": {"name": tool_name}}
+    call["function"]["arguments"] = json.dumps(arguments)
     builder.add(
         "plan",
         "CHAT_MODEL",
         parent=root,
         offset_ms=10,
         duration_ms=400,
-        inputs={**question, "tools": [{"type": "function", "function": {"name": tool_name}}]},
+        inputs={**question, "model": OPENAI_MODEL, "tools": [tool_schema(tool_name, arguments)]},
         outputs=chat_completion(None, [call]),
     )
+    tool_ms = 3000.0 if fail else rng.uniform(80, 900)
     builder.add(
         tool_name,
         "TOOL",
         parent=root,
         offset_ms=420,
-        duration_ms=rng.uniform(80, 900),
-        inputs=args,
+        duration_ms=min(tool_ms, total - 430),
+        inputs=arguments,
         outputs=None if fail else result,
-        error=("TimeoutError", f"{tool_name} timed out after 3 retries") if fail else None,
+        error=error,
     )
     if not fail:
         messages = [
             *question["messages"],
             {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": json.dumps(result)},
+            {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)},
         ]
         builder.add(
             "answer",
@@ -571,64 +533,106 @@ def agent_trace(
             parent=root,
             offset_ms=1400,
             duration_ms=total - 1450,
-            inputs={"messages": messages},
-            outputs=chat_completion(scenario.answer),
+            inputs={"messages": messages, "model": OPENAI_MODEL},
+            outputs=final,
         )
+    tool_check = feedback(
+        seed,
+        "tool_call_succeeded",
+        not fail,
+        source={"source_type": "CODE", "source_id": "checks.tools"},
+        when=when + timedelta(minutes=5),
+        rationale=f"{error[0]} in {tool_name}" if error else "",
+    )
     return to_json(
-        builder, name="member_agent", request_time=when, inputs=question, outputs=final, state="ERROR" if fail else "OK"
+        builder,
+        name="member_agent",
+        request_time=when,
+        inputs=question,
+        outputs=final,
+        state="ERROR" if fail else "OK",
+        user=member_id(rng.randrange(12)),
+        tags=release_tags(when, now),
+        assessments=[tool_check],
     )
 
 
-def demo_documents(now: datetime | None = None, count: int = 64) -> list[dict[str, Any]]:
-    """``count`` varied traces spread over the last 14 days: RAG, multi-turn chat, tool agents, errors."""
-    now = now or datetime.now(tz=UTC)
+def chat_slot(position: int) -> tuple[int, int]:
+    """Chat slots grouped into conversations of three turns, then two: ``(conversation, turn)``."""
+    block, offset = divmod(position, 5)
+    return (2 * block, offset) if offset < 3 else (2 * block + 1, offset - 3)
+
+
+def demo_documents(now: datetime | None = None, count: int = DEMO_TRACE_COUNT) -> list[dict[str, Any]]:
+    """``count`` varied traces over the last 14 days: RAG (some Anthropic), multi-turn chat, tool agents, errors."""
+    now = (now or datetime.now(tz=UTC)).replace(microsecond=0)
     rng = random.Random(20261124)
+    start = now - timedelta(days=DEMO_DAYS)
+    conversation_starts: dict[int, datetime] = {}
     documents = []
+    chats = 0
     for index in range(count):
         scenario = SCENARIOS[index % len(SCENARIOS)]
-        when = (now - timedelta(days=14) + timedelta(minutes=index * 14 * 24 * 60 / count)).replace(microsecond=0)
+        slot = timedelta(days=DEMO_DAYS) * index / count
+        when = start + slot + timedelta(milliseconds=rng.randrange(15 * 60 * 1000))
         kind = index % 8
         if kind in (0, 1, 2, 5):
-            documents.append(rag_trace(index, scenario, when, rng, anthropic=kind == 5))
+            documents.append(rag_trace(index, scenario, when, now, rng, anthropic=kind == 5))
         elif kind in (3, 6):
-            documents.append(chat_trace(index, scenario, when, rng))
+            conversation, turn = chat_slot(chats)
+            chats += 1
+            first = conversation_starts.setdefault(conversation, when)
+            turn_time = first + timedelta(seconds=70 * turn + rng.randrange(40))
+            documents.append(chat_trace(index, chat_turn(conversation, turn), turn_time, now, rng))
         else:
-            documents.append(agent_trace(index, scenario, when, rng, fail=kind == 7 and index % 16 == 7))
+            documents.append(agent_trace(index, scenario, when, now, rng, fail=index % 16 == 7))
     return documents
 
 
+# ---------------------------------------------------------------------------------------------- benchmarks
+
+
+def _bench_documents(seed: int, index: int, count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "page_content": f"Document {seed}-{index}-{d}. " + "text " * 20,
+            "metadata": {"doc_uri": f"https://docs.example.com/{index}/{d}.html", "chunk_id": f"{index}-{d}"},
+            "id": f"d{index}-{d}",
+        }
+        for d in range(count)
+    ]
+
+
 def build_trace(*, n_spans: int, payload_bytes: int = 1000, seed: int = 0, n_documents: int = 0) -> dict[str, Any]:
-    """One synthetic trace of ``n_spans`` spans (about ``payload_bytes`` of inputs+outputs each), for benchmarks."""
+    """One synthetic MLflow 3 trace for benchmarks and tests.
+
+    ``n_spans`` spans under an AGENT root (CHAIN/LLM/TOOL children hung on random earlier spans, so the
+    tree is both wide and deep), each with about ``payload_bytes`` of inputs+outputs; ``n_documents``
+    retriever documents are spread over RETRIEVER spans (one every 20 spans).
+    """
     rng = random.Random(seed)
     builder = SpanBuilder(f"bench-{seed}", 1_795_000_000_000_000_000 + seed * 10**9)
-    half = "x" * max(payload_bytes // 2 - 30, 1)
+    pad = "x" * max(payload_bytes // 2 - 30, 1)
+    question = {"question": f"bench question {seed}"}
     root = builder.add(
         "agent",
         "AGENT",
         parent=None,
         offset_ms=0,
         duration_ms=n_spans * 2 + 10,
-        inputs={"question": f"bench question {seed}", "pad": half},
-        outputs={"answer": "ok", "pad": half},
+        inputs={**question, "pad": pad},
+        outputs={"answer": "ok", "pad": pad},
     )
     parents = [root]
     retrievers = max(1, n_spans // 20) if n_documents else 0
     per_retriever = -(-n_documents // retrievers) if retrievers else 0
-    kinds = ["CHAIN", "LLM", "TOOL"]
     documents_left = n_documents
     for index in range(1, n_spans):
         parent = parents[rng.randrange(len(parents))]
         if documents_left > 0 and index % 20 == 1:
             count = min(per_retriever, documents_left)
             documents_left -= count
-            outputs = [
-                {
-                    "page_content": f"Document {seed}-{index}-{d}. " + "text " * 20,
-                    "metadata": {"doc_uri": f"https://docs.example.com/{index}/{d}.html"},
-                    "id": f"d{index}-{d}",
-                }
-                for d in range(count)
-            ]
+            outputs = _bench_documents(seed, index, count)
             builder.add(
                 f"retrieve_{index}",
                 "RETRIEVER",
@@ -641,19 +645,14 @@ def build_trace(*, n_spans: int, payload_bytes: int = 1000, seed: int = 0, n_doc
             continue
         span_id = builder.add(
             f"step_{index}",
-            kinds[index % 3],
+            ("CHAIN", "LLM", "TOOL")[index % 3],
             parent=parent,
             offset_ms=index,
             duration_ms=1.5,
-            inputs={"step": index, "pad": half},
-            outputs={"result": index, "pad": half},
+            inputs={"step": index, "pad": pad},
+            outputs={"result": index, "pad": pad},
         )
         if len(parents) < 50:
             parents.append(span_id)
-    return to_json(
-        builder,
-        name="agent",
-        request_time=datetime.fromtimestamp(builder.start_ns / 1e9, tz=UTC),
-        inputs={"question": f"bench question {seed}"},
-        outputs={"answer": "ok"},
-    )
+    when = datetime.fromtimestamp(builder.start_ns / 1e9, tz=UTC)
+    return to_json(builder, name="agent", request_time=when, inputs=question, outputs={"answer": "ok"})

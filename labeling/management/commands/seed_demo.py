@@ -18,6 +18,4 @@ class Command(BaseCommand):
         )
         admin = result.admin_password or "(existing password)"
         reviewer = result.reviewer_password or "(existing password)"
-        self.stdout.write(
-            f"Log in at http://127.0.0.1:8000/ as admin / {admin} (admin) or reviewer / {reviewer} (reviewer)."
-        )
+        self.stdout.write(f"Log in at http://127.0.0.1:8000/ as admin / {admin} (staff) or reviewer / {reviewer}.")

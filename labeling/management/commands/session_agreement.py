@@ -1,4 +1,8 @@
-"""``python manage.py session_agreement --session NAME [--output PATH]``: the agreement table as CSV."""
+"""``python manage.py session_agreement --session NAME [--output PATH|-]``: the agreement table as CSV.
+
+One row per question (see ``labeling.agreement.CSV_COLUMNS``); empty cells are undefined statistics.
+Bad input (unknown session, unwritable path) prints one ``error: …`` line and exits 1, leaving no file.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -43,13 +47,21 @@ class Command(BaseCommand):
         except OSError as exc:
             self._fail(f"cannot write {path}: {exc.strerror or exc}")
         try:
-            with os.fdopen(handle, "w", newline="") as out:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
                 out.write(text)
+            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
             os.replace(temp, path)
         except OSError as exc:
             Path(temp).unlink(missing_ok=True)
             self._fail(f"cannot write {path}: {exc.strerror or exc}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
+        # One line and exit 1, not CommandError's "CommandError: …" nor a traceback.
         self.stderr.write(f"error: {message}")
         sys.exit(1)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
