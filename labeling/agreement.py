@@ -4,7 +4,7 @@ For each question of a session:
 
 * percent agreement: the share of agreeing reviewer pairs on an item, averaged over the items
   that have at least two answers;
-* Cohen's κ (scikit-learn) when exactly two reviewers answered, over the items both answered;
+* Cohen's κ (statsmodels) when exactly two reviewers answered, over the items both answered;
 * Fleiss' κ (statsmodels) for categorical and pass/fail questions. Fleiss needs the same number
   of answers on every item, so it uses the items having the most common number of answers;
 * Krippendorff's α (krippendorff): nominal for categorical and pass/fail, interval for numbers;
@@ -39,8 +39,7 @@ from typing import Any
 import krippendorff
 import numpy as np
 from django.db.models import Q
-from sklearn.metrics import cohen_kappa_score
-from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
 from traces.models import Assessment, AssessmentSource
 
@@ -174,7 +173,9 @@ def cohen(first: Sequence[Any], second: Sequence[Any]) -> float | None:
     if len(first) < 2 or len(codes) < 2:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _clean(cohen_kappa_score([codes[v] for v in first], [codes[v] for v in second]))
+        table = np.zeros((len(codes), len(codes)))
+        np.add.at(table, ([codes[v] for v in first], [codes[v] for v in second]), 1)
+        return _clean(cohens_kappa(table).kappa)
 
 
 def cohen_for_two_reviewers(ratings: Ratings) -> tuple[float | None, str]:
