@@ -84,14 +84,14 @@ def server_side(schemas: list) -> list[tuple[str, str, str]]:
     from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
-    from labeling import workflow
+    from labeling import assignment
 
     big = make_session("server-big", schemas, 1, n_spans=2000, n_documents=200, seed=10_000)
     small = make_session("server-small", schemas, RUNS + 1, n_spans=5, n_documents=2, seed=20_000)
     reviewer = User.objects.create_user("server-reviewer")
     for session in (big, small):
         session.reviewers.add(reviewer)
-        workflow.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
+        assignment.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
     client = Client()
     client.force_login(reviewer)
 

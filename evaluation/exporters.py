@@ -23,8 +23,7 @@ import pyarrow.parquet as pq
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
-from labeling.models import LabelingSession, ReviewItem
-from labeling.workflow import ADJUDICATION_KEY, COPIED_KEY
+from labeling.models import ADJUDICATION_KEY, COPIED_KEY, LabelingSession, ReviewItem
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Span
 
 ITEM_CHUNK = 2000

@@ -13,8 +13,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from labeling.access import is_admin
 from labeling.views.access import admin_required, get_session_for_manager
-from labeling.workflow import is_admin
 
 from . import services
 from .exporters import POLICIES, ExportError, has_expectations, lines, write_parquet

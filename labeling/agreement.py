@@ -43,8 +43,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss
 
 from traces.models import Assessment, AssessmentSource
 
-from .models import InputType, LabelingSession, LabelSchema
-from .workflow import ADJUDICATION_KEY, COPIED_KEY
+from .models import ADJUDICATION_KEY, COPIED_KEY, InputType, LabelingSession, LabelSchema
 
 Ratings = dict[Any, dict[str, Any]]  # item id → reviewer username → canonical answer
 JudgeValues = dict[Any, Any]  # item id → the judge's canonical answer

@@ -12,6 +12,11 @@ from django.urls import reverse
 
 from traces.models import Experiment, Trace
 
+# Keys in an assessment's metadata that say where a human assessment came from.
+COPIED_KEY = "copied_from"  # copied with its trace into a session (not an answer given there)
+ADJUDICATION_KEY = "adjudicated"  # a lead's final answer that settles a disagreement
+LATE_KEY = "late"  # given after the reviewer's lease ran out and others had filled the item: kept, not counted
+
 
 class SchemaType(models.TextChoices):
     FEEDBACK = "feedback", "Feedback (a judgement of quality)"
@@ -271,6 +276,10 @@ class ItemReview(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     flagged = models.BooleanField(default=False)
+    late = models.BooleanField(
+        default=False,
+        help_text="Submitted after the lease ran out and others had filled the item: kept, not counted.",
+    )
     flag_note = models.CharField(max_length=1000, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 

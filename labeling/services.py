@@ -1,4 +1,8 @@
-"""Every labeling write: schemas, sessions, copying traces in, reviewers, answers, completion."""
+"""Labeling writes: schemas, roles, sessions and their settings, copying traces in.
+
+A reviewer's own writes live with their concept: claims, skips and flags in ``claims``, answers in
+``submissions``, assignment in ``assignment``, final answers in ``adjudication``.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from traces.models import Assessment, AssessmentSource, Experiment, ExperimentKind, Span, Trace
 
-from .answers import clear_unused_config, is_blank, parse_answer, validate_schema_config
+from .answers import clear_unused_config, validate_schema_config
 from .models import (
     CONFIG_FIELDS,
-    ItemReview,
+    COPIED_KEY,
     LabelingSession,
     LabelSchema,
     LabelSchemaVersion,
     ReviewItem,
-    ReviewStatus,
     SessionSchema,
     SessionStatus,
 )
 
 COPY_BATCH = 200
-
-
-class SessionClosedError(PermissionDenied):
-    """Answers sent to an archived session."""
 
 
 # ---------------------------------------------------------------- schemas
@@ -73,6 +72,21 @@ def schema_has_answers(schema: LabelSchema) -> bool:
         source_type=AssessmentSource.HUMAN,
         trace__review_item__session__schema_links__schema=schema,
     ).exists()
+
+
+# ---------------------------------------------------------------- roles
+
+
+def set_user_role(*, user: User, role: str, changed_by: AbstractBaseUser) -> User:
+    """``admin`` or ``reviewer``; leads are set per session. Nobody can demote themselves."""
+    if role not in ("admin", "reviewer"):
+        raise ValidationError({"role": "Choose admin or reviewer."})
+    if user.pk == changed_by.pk and role != "admin":
+        raise ValidationError({"role": "You cannot take away your own admin role."})
+    with transaction.atomic():
+        user.is_staff = role == "admin"
+        user.save(update_fields=["is_staff"])
+    return user
 
 
 # ---------------------------------------------------------------- sessions
@@ -160,6 +174,11 @@ def set_session_schemas(*, session: LabelingSession, schemas: Sequence[LabelSche
 def set_assigned_reviewers(*, session: LabelingSession, reviewers: Iterable[AbstractBaseUser]) -> None:
     with transaction.atomic():
         session.reviewers.set(list(reviewers))
+
+
+def set_session_leads(*, session: LabelingSession, leads: Iterable[AbstractBaseUser]) -> None:
+    with transaction.atomic():
+        session.leads.set(list(leads))
 
 
 def complete_session(*, session: LabelingSession) -> LabelingSession:
@@ -307,158 +326,13 @@ def _copy_assessments(sources: list[Trace], copy_of: Mapping[int, Trace]) -> Non
                 span_id=a.span_id,
                 overrides=new_ids.get(a.overrides, a.overrides),
                 valid=a.valid,
-                metadata={**a.metadata, "copied_from": a.assessment_id},
+                metadata={**a.metadata, COPIED_KEY: a.assessment_id},
                 create_time=a.create_time,
                 last_update_time=a.last_update_time,
             )
             for a in originals
         ]
     )
-
-
-# ---------------------------------------------------------------- answers
-
-
-def current_answers(*, item: ReviewItem, reviewer: AbstractBaseUser) -> dict[str, Assessment]:
-    """The reviewer's valid assessments on this item, by question name."""
-    return {
-        a.name: a
-        for a in Assessment.objects.filter(
-            trace_id=item.trace_id,
-            source_type=AssessmentSource.HUMAN,
-            source_id=reviewer.get_username(),
-            valid=True,
-        ).exclude(metadata__has_key="copied_from")
-    }
-
-
-def record_assessment(
-    *,
-    item: ReviewItem,
-    reviewer: AbstractBaseUser,
-    schema: LabelSchema,
-    value: Any,
-    rationale: str = "",
-    previous: Assessment | None = None,
-) -> Assessment:
-    """Store one typed answer as an MLflow assessment; a changed answer overrides the old one.
-
-    An unchanged answer is a no-op (the existing assessment is returned), so double
-    submits and retries never pile up duplicates.
-    """
-    if previous is None:
-        previous = current_answers(item=item, reviewer=reviewer).get(schema.name)
-    if previous is not None and previous.value == value and previous.rationale == rationale:
-        return previous
-    now = timezone.now()
-    assessment = Assessment.objects.create(
-        assessment_id=f"a-{uuid.uuid4().hex}",
-        trace_id=item.trace_id,
-        name=schema.name,
-        kind=schema.type,
-        value=value,
-        rationale=rationale,
-        source_type=AssessmentSource.HUMAN,
-        source_id=reviewer.get_username(),
-        overrides=previous.assessment_id if previous else "",
-        valid=True,
-        metadata={
-            "labeling_session_id": item.session_id,
-            "labeling_session": item.session.name,
-            "review_item_id": item.pk,
-            "source_trace_id": item.source_trace_id_text,
-            "schema_version": schema.version,
-        },
-        create_time=now,
-        last_update_time=now,
-    )
-    if previous is not None:
-        Assessment.objects.filter(pk=previous.pk).update(valid=False, last_update_time=now)
-    return assessment
-
-
-def clean_answers(
-    *, schemas: Sequence[LabelSchema], raw_answers: Mapping[str, Any], raw_comments: Mapping[str, str]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Typed answers by question name, or ``ValidationError`` with one message per bad question."""
-    values: dict[str, Any] = {}
-    errors: dict[str, list[str]] = {}
-    for schema in schemas:
-        raw = raw_answers.get(schema.name)
-        if is_blank(raw):
-            continue
-        try:
-            values[schema.name] = parse_answer(schema, raw)
-        except ValidationError as exc:
-            errors[schema.name] = exc.messages
-    comments = {s.name: (raw_comments.get(s.name) or "").strip() for s in schemas if s.enable_comment}
-    for name, comment in comments.items():
-        if len(comment) > 5000:
-            errors.setdefault(name, []).append("Keep the comment under 5,000 characters.")
-    if not values and not errors:
-        errors["__all__"] = ["Answer at least one question, or skip this item."]
-    if errors:
-        raise ValidationError(errors)
-    return values, comments
-
-
-def submit_review(
-    *,
-    item: ReviewItem,
-    reviewer: AbstractBaseUser,
-    raw_answers: Mapping[str, Any],
-    raw_comments: Mapping[str, str] | None = None,
-) -> list[Assessment]:
-    """Validate every answer (nothing is saved if one is bad), store them, mark the item done."""
-    session = item.session
-    if not session.accepts_answers:
-        raise SessionClosedError("This session is archived; it no longer accepts answers.")
-    schemas = session.ordered_schemas()
-    values, comments = clean_answers(schemas=schemas, raw_answers=raw_answers, raw_comments=raw_comments or {})
-    with transaction.atomic():
-        # Lock the item first: every claim and submit on it is serialized, so counts never drift.
-        locked = ReviewItem.objects.select_for_update().get(pk=item.pk)
-        review = ItemReview.objects.select_for_update().filter(item=item, reviewer=reviewer).first()
-        first_time = review is None or review.status != ReviewStatus.SUBMITTED
-        previous = current_answers(item=item, reviewer=reviewer)
-        stored = [
-            record_assessment(
-                item=item,
-                reviewer=reviewer,
-                schema=schema,
-                value=values[schema.name],
-                rationale=comments.get(schema.name, ""),
-                previous=previous.get(schema.name),
-            )
-            for schema in schemas
-            if schema.name in values
-        ]
-        now = timezone.now()
-        if review is None:
-            ItemReview.objects.create(
-                item=item, reviewer=reviewer, status=ReviewStatus.SUBMITTED, claimed_at=now, submitted_at=now
-            )
-        elif review.status != ReviewStatus.SUBMITTED:
-            review.status, review.submitted_at, review.skip_reason = ReviewStatus.SUBMITTED, now, ""
-            review.lease_expires_at = None
-            review.save(update_fields=["status", "submitted_at", "skip_reason", "lease_expires_at", "updated_at"])
-        if first_time:
-            ReviewItem.objects.filter(pk=locked.pk).update(submitted_count=F("submitted_count") + 1)
-    return stored
-
-
-def skip_item(*, item: ReviewItem, reviewer: AbstractBaseUser, reason: str = "") -> None:
-    if not item.session.accepts_answers:
-        raise SessionClosedError("This session is archived; it no longer accepts answers.")
-    with transaction.atomic():
-        ReviewItem.objects.select_for_update().get(pk=item.pk)
-        review, created = ItemReview.objects.get_or_create(
-            item=item, reviewer=reviewer, defaults={"status": ReviewStatus.SKIPPED, "skip_reason": reason[:500]}
-        )
-        if not created and review.status != ReviewStatus.SUBMITTED:
-            # The lease ends with the skip: the slot goes back to the pool for the others.
-            review.status, review.skip_reason, review.lease_expires_at = ReviewStatus.SKIPPED, reason[:500], None
-            review.save(update_fields=["status", "skip_reason", "lease_expires_at", "updated_at"])
 
 
 def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:

@@ -33,5 +33,6 @@ urlpatterns = [
     path("review/<int:session_pk>/items/<int:item_pk>/submit/", review.submit_item, name="submit_item"),
     path("review/<int:session_pk>/items/<int:item_pk>/skip/", review.skip, name="skip_item"),
     path("review/<int:session_pk>/items/<int:item_pk>/flag/", review.flag, name="flag_item"),
+    path("review/<int:session_pk>/items/<int:item_pk>/heartbeat/", review.heartbeat, name="heartbeat"),
     path("review/<int:session_pk>/mine/", review.my_completed, name="my_completed"),
 ]

@@ -170,7 +170,7 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 
 # Who besides admins may open the trace explorer: session leads (reviewers only see their items).
-TRACE_EXPLORER_ACCESS = "labeling.workflow.is_lead_anywhere"
+TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
 
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))

@@ -11,8 +11,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
+from ..access import can_manage, is_admin
 from ..models import LabelingSession
-from ..workflow import can_manage, is_admin
 
 
 def deny(request: HttpRequest) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -13,18 +15,18 @@ from traces.loading import load_spans_for_view
 from traces.rendering import build_trace_view
 from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 
-from .. import workflow
-from ..answers import answer_to_form_value, display_answer
-from ..models import ReviewItem
+from .. import adjudication
+from ..errors import SessionClosedError
+from ..models import InputType, ReviewItem
+from ..review_screen import Question
 from .access import get_session_for_manager
-from .review import Question
 
 
 @login_required
 @require_GET
 def adjudication_queue(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_session_for_manager(request, pk)
-    queue = workflow.adjudication_queue(session)
+    queue = adjudication.adjudication_queue(session)
     rows = [
         {"item": item, "split": split, "settled": sorted(settled & set(split)), "open": sorted(set(split) - settled)}
         for item, split, settled in queue
@@ -37,53 +39,38 @@ def adjudication_queue(request: HttpRequest, pk: int) -> HttpResponse:
 def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     session = get_session_for_manager(request, pk)
     item = get_object_or_404(ReviewItem.objects.select_related("trace"), session=session, pk=item_pk)
-    schemas = session.ordered_schemas()
     errors: dict[str, list[str]] = {}
+    raw: dict[str, Any] | None = None
     if request.method == "POST":
         raw = {
             s.name: request.POST.getlist(f"q-{s.name}")
-            if s.input_type == "categorical_list"
+            if s.input_type == InputType.CATEGORICAL_LIST
             else request.POST.get(f"q-{s.name}")
-            for s in schemas
+            for s in session.ordered_schemas()
         }
         try:
-            workflow.adjudicate(
+            adjudication.adjudicate(
                 item=item, lead=request.user, raw_answers=raw, rationale=request.POST.get("rationale", "")
             )
+        except SessionClosedError as exc:
+            errors = {"__all__": [str(exc)]}
         except ValidationError as exc:
             errors = exc.message_dict
         else:
             messages.success(request, f"Final answer saved for item {item.position}.")
             return redirect("labeling:adjudication_queue", session.pk)
-    answers = workflow.reviewer_answers([item.pk]).get(item.pk, {})
-    finals = {a.schema.name: a.assessment for a in item.adjudications.select_related("assessment", "schema")}
-    split = set(workflow.disagreements(session).get(item.pk, []))
-    questions = []
-    for schema in schemas:
-        final = finals.get(schema.name)
-        value = answer_to_form_value(schema, final.value) if final is not None and final.valid else None
-        questions.append(
-            {
-                "q": Question(schema=schema, value=value, errors=errors.get(schema.name, [])),
-                "answers": [
-                    {"reviewer": a.source_id, "value": display_answer(schema, a.value), "rationale": a.rationale}
-                    for a in answers.get(schema.name, [])
-                ],
-                "split": schema.name in split,
-                "final": display_answer(schema, final.value) if final is not None and final.valid else None,
-                "final_by": final.source_id if final is not None else "",
-            }
-        )
-    view = build_trace_view(item.trace, load_spans_for_view(item.trace_id), [])
+    questions = adjudication.adjudication_questions(session=session, item=item, raw_values=raw, errors=errors)
     context = {
         "session": session,
         "item": item,
-        "view": view,
-        "questions": questions,
-        "form_errors": errors.get("__all__", []),
+        "view": build_trace_view(item.trace, load_spans_for_view(item.trace_id), []),
+        "questions": [{"q": q, "form": Question(schema=q.schema, value=q.value, errors=q.errors)} for q in questions],
+        "form_errors": errors.get("__all__", []) + errors.get("rationale", []),
+        "rationale": request.POST.get("rationale", "") if request.method == "POST" else "",
         "span_url": item.get_absolute_url(),
         "tree_open_depth": 0,
         "tree_limit": SPAN_TREE_LIMIT,
         "accepts_answers": session.accepts_answers,
     }
-    return render(request, "labeling/manage/adjudicate_item.html", context, status=400 if errors else 200)
+    status = 403 if request.method == "POST" and not session.accepts_answers else 400 if errors else 200
+    return render(request, "labeling/manage/adjudicate_item.html", context, status=status)

@@ -17,10 +17,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from traces.models import Trace
 from traces.search import TraceFilterForm
 
-from .. import services, workflow
+from .. import services
+from ..access import is_admin, is_lead_anywhere, managed_sessions
+from ..adjudication import disagreements, session_answers
 from ..answers import parse_answer
+from ..assignment import assign_items, assign_items_evenly
 from ..forms import AnswerFilterForm, LabelSchemaForm, SessionForm, TraceIdsForm
-from ..models import ItemReview, LabelingSession, LabelSchema, LabelSchemaVersion, SessionStatus
+from ..models import ADJUDICATION_KEY, ItemReview, LabelingSession, LabelSchema, LabelSchemaVersion, SessionStatus
+from ..progress import reviewer_progress
 from .access import admin_required, deny, get_session_for_manager
 
 ANSWERS_PER_PAGE = 50
@@ -81,10 +85,10 @@ def schema_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def session_list(request: HttpRequest) -> HttpResponse:
-    if not workflow.is_lead_anywhere(request.user):
+    if not is_lead_anywhere(request.user):
         deny(request)
     sessions = (
-        workflow.managed_sessions(request.user)
+        managed_sessions(request.user)
         .annotate(
             item_count=Count("items", distinct=True),
             reviewer_count=Count("reviewers", distinct=True),
@@ -123,14 +127,14 @@ def _save_session(request: HttpRequest, form: SessionForm, session: LabelingSess
         assignment_mode=data["assignment_mode"],
         status=data["status"],
     )
-    if workflow.is_admin(request.user):
-        workflow.set_session_leads(session=session, leads=data["leads"])
+    if is_admin(request.user):
+        services.set_session_leads(session=session, leads=data["leads"])
     return session
 
 
 def _session_form_page(request: HttpRequest, session: LabelingSession | None) -> HttpResponse:
     form = SessionForm(request.POST or None, instance=session or LabelingSession())
-    if not workflow.is_admin(request.user):
+    if not is_admin(request.user):
         form.fields["leads"].disabled = True
     if request.method == "POST" and form.is_valid():
         try:
@@ -171,7 +175,7 @@ def session_assign(request: HttpRequest, pk: int) -> HttpResponse:
     """Split the items evenly among the assigned reviewers."""
     session = get_session_for_manager(request, pk)
     try:
-        count = workflow.assign_items_evenly(session=session, reviewers=list(session.reviewers.order_by("username")))
+        count = assign_items_evenly(session=session, reviewers=list(session.reviewers.order_by("username")))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -193,7 +197,7 @@ def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Pick a reviewer of this session and at least one item.")
         return redirect(session.get_absolute_url())
     try:
-        count = workflow.assign_items(session=session, reviewer=reviewer, item_ids=item_ids)
+        count = assign_items(session=session, reviewer=reviewer, item_ids=item_ids)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -208,9 +212,9 @@ def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def add_from_filters(request: HttpRequest) -> HttpResponse:
     """From the trace list: pick the session to add the filtered traces to."""
-    if not workflow.is_lead_anywhere(request.user):
+    if not is_lead_anywhere(request.user):
         deny(request)
-    sessions = workflow.managed_sessions(request.user).exclude(status=SessionStatus.ARCHIVED)
+    sessions = managed_sessions(request.user).exclude(status=SessionStatus.ARCHIVED)
     query = request.GET.urlencode()
     return render(request, "labeling/manage/add_from_filters.html", {"sessions": sessions, "query": query})
 
@@ -297,7 +301,7 @@ def _progress_context(session: LabelingSession) -> dict[str, Any]:
         total=Count("pk"),
         complete=Count("pk", filter=Q(submitted_count__gte=session.reviewers_per_item)),
     )
-    rows = {row["reviewer__username"]: row for row in workflow.reviewer_progress(session)}
+    rows = {row["reviewer__username"]: row for row in reviewer_progress(session)}
     reviewers = list(session.reviewers.order_by("username").values_list("username", flat=True))
     blank = {"done": 0, "skipped": 0, "flagged": 0, "in_progress": 0, "average_seconds": None, "items_per_hour": None}
     progress = [{"reviewer__username": name, **blank, **rows.get(name, {})} for name in reviewers]
@@ -307,7 +311,7 @@ def _progress_context(session: LabelingSession) -> dict[str, Any]:
 
 def _answers_context(request: HttpRequest, session: LabelingSession, schemas: list[LabelSchema]) -> dict[str, Any]:
     form = AnswerFilterForm(request.GET or None, schemas=schemas)
-    answers = workflow.session_answers(session).select_related("trace__review_item").order_by("-create_time", "-id")
+    answers = session_answers(session).select_related("trace__review_item").order_by("-create_time", "-id")
     filter_error = ""
     if form.is_valid():
         question, value = form.cleaned_data["question"], form.cleaned_data["value"].strip()
@@ -340,7 +344,7 @@ def _overview_context(session: LabelingSession, schemas: list[LabelSchema]) -> d
     return {
         "distributions": distributions,
         "flagged": list(flagged[:50]),
-        "disagreement_count": len(workflow.disagreements(session)),
+        "disagreement_count": len(disagreements(session)),
         "agreement": _agreement(session),
     }
 
@@ -355,11 +359,7 @@ def _agreement(session: LabelingSession) -> list[Any]:
 
 def _distributions(session: LabelingSession, schemas: list[LabelSchema]) -> list[dict[str, Any]]:
     """Answer counts per question and value, in one query; bars scaled to the largest count."""
-    rows = (
-        workflow.session_answers(session)
-        .exclude(metadata__has_key=workflow.ADJUDICATION_KEY)
-        .values_list("name", "value")
-    )
+    rows = session_answers(session).exclude(metadata__has_key=ADJUDICATION_KEY).values_list("name", "value")
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for name, value in rows.iterator(chunk_size=2000):
         counts[name][ANSWERED] += 1

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import workflow
+from .. import services
 from .access import admin_required
 
 ROLE_CHOICES = [("reviewer", "Reviewer"), ("admin", "Admin")]
@@ -49,7 +49,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
         with transaction.atomic():
             data = form.cleaned_data
             user = User.objects.create_user(data["username"], data["email"], data["password"])
-            workflow.set_user_role(user=user, role=data["role"], changed_by=request.user)
+            services.set_user_role(user=user, role=data["role"], changed_by=request.user)
         messages.success(request, f"Added {user.username} as {data['role']}.")
         return redirect("labeling:user_list")
     people = (
@@ -66,7 +66,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 def user_role(request: HttpRequest, pk: int) -> HttpResponse:
     person = get_object_or_404(User, pk=pk, is_active=True)
     try:
-        workflow.set_user_role(user=person, role=request.POST.get("role", ""), changed_by=request.user)
+        services.set_user_role(user=person, role=request.POST.get("role", ""), changed_by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("labeling:user_list")

@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from playwright.sync_api import Browser, Page, expect
 
-from labeling import services, workflow
+from labeling import services
 from labeling.models import LabelSchema
 from tests.e2e.conftest import login
 from tests.factories import make_trace
@@ -41,7 +41,7 @@ def test_two_reviewers_disagree_and_the_lead_adjudicates(
     session = services.create_labeling_session(name="Oncology", schemas=[schema], reviewers=[ann, ben])
     session.reviewers_per_item = 2
     session.save()
-    workflow.set_session_leads(session=session, leads=[User.objects.get(username="lead")])
+    services.set_session_leads(session=session, leads=[User.objects.get(username="lead")])
     traces = [make_trace(question=f"Is chemo plan {i} covered?") for i in range(2)]
     services.add_traces_to_session(session=session, trace_ids=[t.trace_id for t in traces])
     first, second = session.items.order_by("position")

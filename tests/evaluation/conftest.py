@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from labeling import services, workflow
+from labeling import claims, services, submissions
 from labeling.models import LabelingSession, LabelSchema
 from tests.factories import make_trace
 
@@ -35,8 +35,8 @@ def make_labeled_session(name: str = "Cardio") -> LabelingSession:
     users = {"ann": ann, "ben": ben}
     for item, by_user in answers.items():
         for user, (response, facts, correct) in by_user.items():
-            workflow.claim_next_item(session=session, reviewer=users[user])
-            services.submit_review(
+            claims.claim_next_item(session=session, reviewer=users[user])
+            submissions.submit_review(
                 item=item,
                 reviewer=users[user],
                 raw_answers={"expected_response": response, "expected_facts": facts, "correct": correct},

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from evaluation import services
 from evaluation.models import EvaluationDataset
-from labeling import workflow
+from labeling import services as labeling_services
 from labeling.models import LabelingSession
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,7 @@ def test_leads_cannot_save_datasets(client: Client, labeled: LabelingSession) ->
     from django.contrib.auth.models import User
 
     lead = User.objects.create_user("lead")
-    workflow.set_session_leads(session=labeled, leads=[lead])
+    labeling_services.set_session_leads(session=labeled, leads=[lead])
     client.force_login(lead)
     assert client.post(reverse("evaluation:save_session", args=[labeled.pk]), {"name": "x"}).status_code == 403
 

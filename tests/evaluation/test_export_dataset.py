@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from evaluation import exporters
 from evaluation.models import DatasetRecord, EvaluationDataset
-from labeling import services, workflow
+from labeling import adjudication, services
 from labeling.models import LabelingSession
 from tests.evaluation.conftest import make_labeled_session
 
@@ -76,9 +76,9 @@ def test_consensus_policy_reports_ties_and_leaves_them_out(labeled: LabelingSess
 
 def test_adjudicated_policy_uses_the_final_answer_then_consensus(labeled: LabelingSession, tmp_path: Path) -> None:
     lead = User.objects.create_user("lead")
-    workflow.set_session_leads(session=labeled, leads=[lead])
+    services.set_session_leads(session=labeled, leads=[lead])
     second = labeled.items.order_by("position")[1]
-    workflow.adjudicate(item=second, lead=lead, raw_answers={"expected_response": "Call 911 now"})
+    adjudication.adjudicate(item=second, lead=lead, raw_answers={"expected_response": "Call 911 now"})
     path = tmp_path / "adj.jsonl"
     export("--session", "Cardio", "--output", str(path), "--policy", "adjudicated")
     records = read_jsonl(path)

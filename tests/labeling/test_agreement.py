@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from labeling import agreement, services, workflow
+from labeling import adjudication, agreement, services, submissions
 from labeling.agreement import QuestionAgreement
 from labeling.models import LabelingSession, LabelSchema
 from tests.factories import make_assessment, make_trace
@@ -276,7 +276,7 @@ def submit(session: LabelingSession, answers: dict[int, dict[str, tuple[Any, ...
     items = list(session.items.order_by("position"))
     for index, by_reviewer in answers.items():
         for name, values in by_reviewer.items():
-            services.submit_review(
+            submissions.submit_review(
                 item=items[index],
                 reviewer=User.objects.get(username=name),
                 raw_answers=dict(zip(QUESTIONS, values, strict=True)),
@@ -344,9 +344,9 @@ def test_session_agreement_end_to_end(answered: LabelingSession) -> None:
 def test_adjudication_and_corrections_do_not_count_twice(answered: LabelingSession, admin_user: User) -> None:
     before = agreement.session_agreement(answered)
     item = answered.items.order_by("position")[1]
-    workflow.adjudicate(item=item, lead=admin_user, raw_answers={"correct": "fail"})
+    adjudication.adjudicate(item=item, lead=admin_user, raw_answers={"correct": "fail"})
     # ann re-submits item 0 with the same answers: the old ones become invalid, the new ones replace them.
-    services.submit_review(
+    submissions.submit_review(
         item=answered.items.order_by("position")[0],
         reviewer=User.objects.get(username="ann"),
         raw_answers=dict(zip(QUESTIONS, ANSWERS[0]["ann"], strict=True)),

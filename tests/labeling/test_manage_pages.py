@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from labeling import services, workflow
+from labeling import claims, services, submissions
 from labeling.models import LabelingSession, LabelSchema, LabelSchemaVersion
 from tests.factories import make_trace
 
@@ -83,7 +83,7 @@ def test_editing_keeps_history_and_answered_kind_is_frozen(admin: Client, review
     assert "Earlier versions" in admin.get(url).content.decode()
     session = services.create_labeling_session(name="s", schemas=[schema], reviewers=[reviewer])
     services.add_traces_to_session(session=session, trace_ids=[make_trace().trace_id])
-    services.submit_review(item=session.items.get(), reviewer=reviewer, raw_answers={"correct": "pass"})
+    submissions.submit_review(item=session.items.get(), reviewer=reviewer, raw_answers={"correct": "pass"})
     response = admin.post(url, {**base, "title": "Is it correct?", "input_type": "text"})
     assert response.status_code == 400 and "cannot change" in response.content.decode()
     schema.refresh_from_db()
@@ -200,9 +200,9 @@ def answered_session(n_items: int) -> LabelingSession:
     services.add_traces_to_session(session=session, trace_ids=[make_trace().trace_id for _ in range(n_items)])
     for index, item in enumerate(session.items.order_by("position")):
         for reviewer in reviewers:
-            workflow.claim_next_item(session=session, reviewer=reviewer)
+            claims.claim_next_item(session=session, reviewer=reviewer)
             value = "pass" if (index + reviewer.pk) % 3 else "fail"
-            services.submit_review(item=item, reviewer=reviewer, raw_answers={"correct": value, "tone": "warm"})
+            submissions.submit_review(item=item, reviewer=reviewer, raw_answers={"correct": value, "tone": "warm"})
     return session
 
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from labeling import services, workflow
+from labeling import assignment, services
 from labeling.models import ItemReview, LabelingSession, LabelSchema, ReviewStatus, SessionStatus
 from tests.factories import make_assessment, make_trace
 from traces.models import Assessment
@@ -49,7 +49,7 @@ def session(reviewer, admin_user) -> LabelingSession:
     traces = [make_trace(question=f"Question {i}?") for i in range(3)]
     services.add_traces_to_session(session=session, trace_ids=[t.trace_id for t in traces])
     # Every item is given to the reviewer, so they can open any of them (pool mode is tested elsewhere).
-    workflow.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
+    assignment.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
     return session
 
 
@@ -242,7 +242,7 @@ def test_item_of_another_session_is_404(as_reviewer: Client, session, reviewer) 
     trace = make_trace()
     services.add_traces_to_session(session=other, trace_ids=[trace.trace_id])
     foreign = other.items.get()
-    workflow.assign_items(session=other, reviewer=reviewer, item_ids=[foreign.pk])
+    assignment.assign_items(session=other, reviewer=reviewer, item_ids=[foreign.pk])
     assert as_reviewer.get(reverse("labeling:review_item", args=[session.pk, foreign.pk])).status_code == 404
 
 
@@ -267,7 +267,7 @@ def test_review_page_query_count_is_constant(as_reviewer: Client, reviewer, djan
     session = services.create_labeling_session(name="big", schemas=make_schemas(), reviewers=[reviewer])
     small, big = make_trace(n_spans=3), make_trace(n_spans=2000, n_documents=200)
     services.add_traces_to_session(session=session, trace_ids=[small.trace_id, big.trace_id])
-    workflow.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
+    assignment.assign_items(session=session, reviewer=reviewer, item_ids=session.items.values_list("pk", flat=True))
     for item in session.items.all():
         as_reviewer.get(item.get_absolute_url())  # the first visit takes the lease (a few writes)
         with django_assert_max_num_queries(16):

@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from labeling import services, workflow
+from labeling import services
 from labeling.models import LabelingSession, LabelSchema, SessionStatus
 from tests.factories import make_trace
 
@@ -22,7 +22,7 @@ def setup(admin_user, reviewer) -> dict:
     )
     led = services.create_labeling_session(name="Led", schemas=[schema], reviewers=[reviewer])
     other = services.create_labeling_session(name="Other", schemas=[schema], reviewers=[reviewer])
-    workflow.set_session_leads(session=led, leads=[lead])
+    services.set_session_leads(session=led, leads=[lead])
     trace = make_trace()
     services.add_traces_to_session(session=led, trace_ids=[trace.trace_id])
     services.add_traces_to_session(session=other, trace_ids=[trace.trace_id])

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from labeling import services, workflow
+from labeling import adjudication, assignment, claims, progress, services, submissions
 from labeling.models import ItemReview, LabelingSession, LabelSchema, ReviewItem
 from tests.factories import make_assessment, make_trace
 from traces.models import Assessment
@@ -39,24 +39,24 @@ def make_team_session(n_items: int, n_reviewers: int, per_item: int, **fields) -
 
 
 def submit(item: ReviewItem, reviewer: User, value: str = "pass") -> None:
-    services.submit_review(item=item, reviewer=reviewer, raw_answers={"correct": value})
+    submissions.submit_review(item=item, reviewer=reviewer, raw_answers={"correct": value})
 
 
 @pytest.mark.django_db
 def test_claim_hands_fewest_answers_first_and_never_the_same_slot_twice() -> None:
     session, (a, b, c) = make_team_session(n_items=2, n_reviewers=3, per_item=2)
     first, second = session.items.order_by("position")
-    assert workflow.claim_next_item(session=session, reviewer=a) == first
-    assert workflow.claim_next_item(session=session, reviewer=a) == first  # own running lease first
-    assert workflow.claim_next_item(session=session, reviewer=b) == first  # second slot of item 1
-    assert workflow.claim_next_item(session=session, reviewer=c) == second  # item 1 is full
+    assert claims.claim_next_item(session=session, reviewer=a) == first
+    assert claims.claim_next_item(session=session, reviewer=a) == first  # own running lease first
+    assert claims.claim_next_item(session=session, reviewer=b) == first  # second slot of item 1
+    assert claims.claim_next_item(session=session, reviewer=c) == second  # item 1 is full
     submit(first, a)
     # a's next: item 1 is done by a; item 2 has one running lease and one free slot
-    assert workflow.claim_next_item(session=session, reviewer=a) == second
+    assert claims.claim_next_item(session=session, reviewer=a) == second
     submit(first, b)
     first.refresh_from_db()
     assert first.submitted_count == 2
-    assert workflow.claim_next_item(session=session, reviewer=b) is None  # item 2 has a + c in it
+    assert claims.claim_next_item(session=session, reviewer=b) is None  # item 2 has a + c in it
 
 
 @pytest.mark.django_db
@@ -64,9 +64,9 @@ def test_item_is_complete_after_reviewers_per_item_submissions() -> None:
     session, reviewers = make_team_session(n_items=1, n_reviewers=3, per_item=2)
     item = session.items.get()
     for reviewer in reviewers[:2]:
-        assert workflow.claim_next_item(session=session, reviewer=reviewer) == item
+        assert claims.claim_next_item(session=session, reviewer=reviewer) == item
         submit(item, reviewer)
-    assert workflow.claim_next_item(session=session, reviewer=reviewers[2]) is None
+    assert claims.claim_next_item(session=session, reviewer=reviewers[2]) is None
     item.refresh_from_db()
     assert item.submitted_count == 2
     submit(item, reviewers[0], "fail")  # an edit is not a new review
@@ -80,12 +80,12 @@ def test_expired_lease_frees_the_slot() -> None:
     item = session.items.get()
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        assert workflow.claim_next_item(session=session, reviewer=a) == item
-        assert workflow.claim_next_item(session=session, reviewer=b) is None
+        assert claims.claim_next_item(session=session, reviewer=a) == item
+        assert claims.claim_next_item(session=session, reviewer=b) is None
     with time_machine.travel(start + timedelta(minutes=9), tick=False):
-        assert workflow.claim_next_item(session=session, reviewer=b) is None
+        assert claims.claim_next_item(session=session, reviewer=b) is None
     with time_machine.travel(start + timedelta(minutes=11), tick=False):
-        assert workflow.claim_next_item(session=session, reviewer=b) == item
+        assert claims.claim_next_item(session=session, reviewer=b) == item
     # a's late answer is still kept: no label is ever lost.
     submit(item, a)
     assert Assessment.objects.filter(source_id="rev00", valid=True).count() == 1
@@ -95,10 +95,10 @@ def test_expired_lease_frees_the_slot() -> None:
 def test_skip_returns_item_to_the_pool_for_others() -> None:
     session, (a, b) = make_team_session(n_items=1, n_reviewers=2, per_item=1)
     item = session.items.get()
-    assert workflow.claim_next_item(session=session, reviewer=a) == item
-    assert workflow.claim_next_item(session=session, reviewer=b) is None
-    services.skip_item(item=item, reviewer=a, reason="not my field")
-    assert workflow.claim_next_item(session=session, reviewer=b) == item
+    assert claims.claim_next_item(session=session, reviewer=a) == item
+    assert claims.claim_next_item(session=session, reviewer=b) is None
+    claims.skip_item(item=item, reviewer=a, reason="not my field")
+    assert claims.claim_next_item(session=session, reviewer=b) == item
     assert ItemReview.objects.get(item=item, reviewer=a).skip_reason == "not my field"
 
 
@@ -106,11 +106,11 @@ def test_skip_returns_item_to_the_pool_for_others() -> None:
 def test_skipped_items_come_back_last_to_the_same_reviewer() -> None:
     session, (a,) = make_team_session(n_items=2, n_reviewers=1, per_item=1)
     first, second = session.items.order_by("position")
-    workflow.claim_next_item(session=session, reviewer=a)
-    services.skip_item(item=first, reviewer=a)
-    assert workflow.claim_next_item(session=session, reviewer=a) == second
+    claims.claim_next_item(session=session, reviewer=a)
+    claims.skip_item(item=first, reviewer=a)
+    assert claims.claim_next_item(session=session, reviewer=a) == second
     submit(second, a)
-    assert workflow.claim_next_item(session=session, reviewer=a) == first
+    assert claims.claim_next_item(session=session, reviewer=a) == first
 
 
 @pytest.mark.django_db
@@ -118,8 +118,8 @@ def test_flag_needs_a_note() -> None:
     session, (a,) = make_team_session(n_items=1, n_reviewers=1, per_item=1)
     item = session.items.get()
     with pytest.raises(Exception, match="Say what is wrong"):
-        workflow.flag_item(item=item, reviewer=a, note="  ")
-    workflow.flag_item(item=item, reviewer=a, note="The answer is cut off")
+        claims.flag_item(item=item, reviewer=a, note="  ")
+    claims.flag_item(item=item, reviewer=a, note="The answer is cut off")
     review = ItemReview.objects.get(item=item, reviewer=a)
     assert review.flagged and review.flag_note == "The answer is cut off"
 
@@ -127,12 +127,12 @@ def test_flag_needs_a_note() -> None:
 @pytest.mark.django_db
 def test_even_assignment_and_assigned_reviewers_see_only_their_items(client: Client) -> None:
     session, (a, b) = make_team_session(n_items=4, n_reviewers=2, per_item=1)
-    workflow.assign_items_evenly(session=session, reviewers=[a, b])
+    assignment.assign_items_evenly(session=session, reviewers=[a, b])
     items = list(session.items.order_by("position"))
     mine = [i for i in items if i.assignments.filter(reviewer=a).exists()]
     theirs = [i for i in items if i not in mine]
     assert len(mine) == 2 and len(theirs) == 2
-    claimed = {workflow.claim_next_item(session=session, reviewer=a).pk}
+    claimed = {claims.claim_next_item(session=session, reviewer=a).pk}
     assert claimed <= {i.pk for i in mine}
     client.force_login(a)
     assert client.get(mine[1].get_absolute_url()).status_code == 200
@@ -146,7 +146,7 @@ def test_even_assignment_and_assigned_reviewers_see_only_their_items(client: Cli
 def test_pool_reviewer_cannot_open_items_not_given_to_them(client: Client) -> None:
     session, (a, b) = make_team_session(n_items=2, n_reviewers=2, per_item=1)
     first, second = session.items.order_by("position")
-    workflow.claim_next_item(session=session, reviewer=a)
+    claims.claim_next_item(session=session, reviewer=a)
     client.force_login(b)
     assert client.get(first.get_absolute_url()).status_code == 404
     response = client.get(reverse("labeling:review_start", args=[session.pk]))
@@ -163,7 +163,7 @@ def test_blind_session_hides_other_answers_and_judges_until_submitted(client: Cl
     session.save()
     services.add_traces_to_session(session=session, trace_ids=[trace.trace_id])
     item = session.items.get()
-    workflow.claim_next_item(session=session, reviewer=reviewers[0])
+    claims.claim_next_item(session=session, reviewer=reviewers[0])
     submit(item, reviewers[0], "fail")
     Assessment.objects.filter(source_id="ann").update(rationale="ANN-ANSWER")
     client.force_login(reviewers[1])
@@ -179,15 +179,15 @@ def test_blind_session_hides_other_answers_and_judges_until_submitted(client: Cl
 def test_disagreement_queue_and_adjudication_overrides() -> None:
     session, (a, b) = make_team_session(n_items=2, n_reviewers=2, per_item=2)
     lead = User.objects.create_user("lead", password="pw-123456")
-    workflow.set_session_leads(session=session, leads=[lead])
+    services.set_session_leads(session=session, leads=[lead])
     first, second = session.items.order_by("position")
     for item, (va, vb) in ((first, ("pass", "fail")), (second, ("pass", "pass"))):
         submit(item, a, va)
         submit(item, b, vb)
-    assert workflow.disagreements(session) == {first.pk: ["correct"]}
+    assert adjudication.disagreements(session) == {first.pk: ["correct"]}
     with pytest.raises(Exception, match="leads and admins"):
-        workflow.adjudicate(item=first, lead=a, raw_answers={"correct": "pass"})
-    final = workflow.adjudicate(item=first, lead=lead, raw_answers={"correct": "fail"}, rationale="Dose wrong")
+        adjudication.adjudicate(item=first, lead=a, raw_answers={"correct": "pass"})
+    final = adjudication.adjudicate(item=first, lead=lead, raw_answers={"correct": "fail"}, rationale="Dose wrong")
     assert final[0].value is False and final[0].metadata["adjudicated"] is True
     assert final[0].source_id == "lead"
     assert set(final[0].metadata["overrides_all"]) == set(
@@ -195,13 +195,13 @@ def test_disagreement_queue_and_adjudication_overrides() -> None:
             "assessment_id", flat=True
         )
     )
-    queue = workflow.adjudication_queue(session)
+    queue = adjudication.adjudication_queue(session)
     assert [(item.pk, names, done) for item, names, done in queue] == [(first.pk, ["correct"], {"correct"})]
     # A second decision supersedes the first, keeping it in history.
-    again = workflow.adjudicate(item=first, lead=lead, raw_answers={"correct": "pass"})
+    again = adjudication.adjudicate(item=first, lead=lead, raw_answers={"correct": "pass"})
     assert again[0].overrides == final[0].assessment_id
     assert not Assessment.objects.get(pk=final[0].pk).valid
-    assert workflow.disagreements(session) == {first.pk: ["correct"]}  # reviewers' answers are untouched
+    assert adjudication.disagreements(session) == {first.pk: ["correct"]}  # reviewers' answers are untouched
 
 
 @pytest.mark.django_db
@@ -209,17 +209,17 @@ def test_progress_per_reviewer() -> None:
     session, (a, b) = make_team_session(n_items=3, n_reviewers=2, per_item=1)
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        first = workflow.claim_next_item(session=session, reviewer=a)
+        first = claims.claim_next_item(session=session, reviewer=a)
     with time_machine.travel(start + timedelta(seconds=30), tick=False):
         submit(first, a)
     with time_machine.travel(start + timedelta(seconds=40), tick=False):
-        second = workflow.claim_next_item(session=session, reviewer=a)
+        second = claims.claim_next_item(session=session, reviewer=a)
     with time_machine.travel(start + timedelta(seconds=60), tick=False):
         submit(second, a)
-    third = workflow.claim_next_item(session=session, reviewer=b)
-    services.skip_item(item=third, reviewer=b)
-    workflow.flag_item(item=third, reviewer=b, note="broken")
-    rows = {r["reviewer__username"]: r for r in workflow.reviewer_progress(session)}
+    third = claims.claim_next_item(session=session, reviewer=b)
+    claims.skip_item(item=third, reviewer=b)
+    claims.flag_item(item=third, reviewer=b, note="broken")
+    rows = {r["reviewer__username"]: r for r in progress.reviewer_progress(session)}
     assert rows["rev00"]["done"] == 2 and rows["rev00"]["average_seconds"] == 25
     assert rows["rev00"]["items_per_hour"] == 120.0  # 2 items in one minute
     assert rows["rev01"]["skipped"] == 1 and rows["rev01"]["flagged"] == 1
@@ -239,7 +239,7 @@ def test_twenty_concurrent_reviewers_never_double_book() -> None:
         try:
             barrier.wait()
             while True:
-                item = workflow.claim_next_item(session=session, reviewer=reviewer)
+                item = claims.claim_next_item(session=session, reviewer=reviewer)
                 if item is None:
                     return
                 with lock:

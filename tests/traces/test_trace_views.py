@@ -27,11 +27,11 @@ def test_reviewers_have_no_trace_explorer(client: Client, reviewer) -> None:
 
 
 def test_session_leads_may_explore_traces(client: Client, reviewer) -> None:
-    from labeling import services, workflow
+    from labeling import services
 
     trace = make_trace()
     session = services.create_labeling_session(name="led")
-    workflow.set_session_leads(session=session, leads=[reviewer])
+    services.set_session_leads(session=session, leads=[reviewer])
     client.force_login(reviewer)
     assert client.get(reverse("traces:list")).status_code == 200
     assert client.get(trace.get_absolute_url()).status_code == 200
