@@ -9,7 +9,8 @@ For each question of a session:
   of answers on every item, so it uses the items having the most common number of answers;
 * Krippendorff's α (krippendorff): nominal for categorical and pass/fail, interval for numbers;
 * each reviewer's agreement with the consensus: the consensus of an item is its majority answer
-  (the reviewer's own vote included; a tie has none), counted on items with two or more answers;
+  (the reviewer's own vote included), counted on items with two or more answers; an item without
+  a majority (a tie: with two reviewers, every disagreement) counts against everyone on it;
 * judge versus humans, where the item traces carry LLM_JUDGE feedback named like the question:
   the share of items where the judge gives the human consensus (a single human answer counts
   as the consensus, so one-reviewer sessions get a judge comparison too), Cohen's κ between
@@ -153,17 +154,23 @@ def consensus(ratings: Ratings, min_ratings: int = 2) -> dict[Any, Any]:
 
 
 def reviewer_vs_consensus(ratings: Ratings, majority: dict[Any, Any] | None = None) -> dict[str, float]:
-    """Per reviewer: the share of their answers that match the consensus, over items with two or more answers.
+    """Per reviewer: the share of their answers that match the item's majority, over items with two or more answers.
 
+    An item without a majority (a tie) counts against everyone who answered it: nobody "agreed with
+    the majority" there. With two reviewers every disagreement is a tie, so each reviewer's share
+    equals the percent agreement; the figure tells reviewers apart only from three answers per item.
     ``majority`` is ``consensus(ratings, ...)`` when the caller has it already.
     """
+    reference = consensus(ratings) if majority is None else majority
     agreed: dict[str, list[bool]] = defaultdict(list)
-    for item, value in (consensus(ratings) if majority is None else majority).items():
-        if len(ratings[item]) < 2:
-            continue
-        for rater, answer in ratings[item].items():
-            agreed[rater].append(answer == value)
+    for item, by_rater in paired(ratings).items():
+        value = reference.get(item, _NO_MAJORITY)
+        for rater, answer in by_rater.items():
+            agreed[rater].append(value is not _NO_MAJORITY and answer == value)
     return {rater: round(sum(hits) / len(hits), 4) for rater, hits in sorted(agreed.items())}
+
+
+_NO_MAJORITY = object()
 
 
 def cohen(first: Sequence[Any], second: Sequence[Any]) -> float | None:

@@ -27,7 +27,35 @@
     for (var i = 0; i < qs.length; i++) { if (!answered(qs[i])) return i; }
     return 0;
   }
+  // Heartbeat: while the page is open and visible, renew the lease so nobody else is handed this item.
+  var heartbeatTimer = null;
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || ""; } catch (e) { return ""; }
+  }
+  function beat() {
+    var main = document.getElementById("review-main");
+    if (!main || !main.dataset.heartbeatUrl || document.visibilityState !== "visible") return;
+    fetch(main.dataset.heartbeatUrl, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken() } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (body) {
+        var warning = document.getElementById("lease-warning");
+        if (!body || !warning) return;
+        warning.hidden = body.lease !== "lost";
+        warning.textContent = body.lease === "lost" ? body.message : "";
+      })
+      .catch(function () { /* offline for a moment: the next beat tries again */ });
+  }
+  function startHeartbeat() {
+    if (heartbeatTimer) { clearInterval(heartbeatTimer); heartbeatTimer = null; }
+    var main = document.getElementById("review-main");
+    if (!main || !main.dataset.heartbeatUrl) return;
+    var seconds = parseInt(main.dataset.heartbeatSeconds, 10) || 60;
+    heartbeatTimer = setInterval(beat, seconds * 1000);
+  }
+  document.addEventListener("visibilitychange", function () { if (document.visibilityState === "visible") beat(); });
+
   function init() {
+    startHeartbeat();
     highlight(firstUnanswered());
     var help = document.getElementById("shortcut-help");
     document.querySelectorAll("[data-show-help]").forEach(function (b) {

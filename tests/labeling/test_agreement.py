@@ -141,7 +141,8 @@ def test_consensus_ties_and_reviewer_agreement() -> None:
     }
     assert agreement.consensus(ratings) == {1: "x", 3: "y"}  # item 2 is a tie; item 4 has one answer
     assert agreement.consensus(ratings, min_ratings=1) == {1: "x", 3: "y", 4: "z"}
-    assert agreement.reviewer_vs_consensus(ratings) == {"a": 1.0, "b": 1.0, "c": 0.5}
+    # Item 2 has no majority: it counts against both a and b. a: x✓ tie✗ y✓ → 2/3; c: y✗ y✓ → 1/2.
+    assert agreement.reviewer_vs_consensus(ratings) == {"a": 0.6667, "b": 0.6667, "c": 0.5}
 
 
 def test_fleiss_uses_the_items_with_the_modal_number_of_answers() -> None:
@@ -174,9 +175,40 @@ def test_degenerate_cases_return_none_with_a_note() -> None:
 
 def test_text_gets_exact_match_agreement_only() -> None:
     result = agreement.question_agreement({1: {"a": "ok", "b": "ok"}, 2: {"a": "no", "b": "fine"}}, "text")
-    assert result.percent_agreement == 0.5 and result.reviewer_vs_consensus == {"a": 1.0, "b": 1.0}
+    assert result.percent_agreement == 0.5 and result.reviewer_vs_consensus == {"a": 0.5, "b": 0.5}
     assert (result.cohen_kappa, result.fleiss_kappa, result.krippendorff_alpha) == (None, None, None)
     assert "Free text" in result.note
+
+
+def test_two_reviewers_who_often_disagree_are_not_both_shown_as_perfect() -> None:
+    """The case a lead reported: two reviewers agreeing on 1 of 4 items showed 1.00 each vs the majority.
+
+    By hand: item 1 agreed (both match the majority), items 2-4 split 1-1 (no majority, a miss for
+    both) → 1/4 each, the same as their percent agreement.
+    """
+    ratings = {1: {"ann": True, "ben": True}, 2: {"ann": True, "ben": False}}
+    ratings |= {3: {"ann": False, "ben": True}, 4: {"ann": True, "ben": False}}
+    result = agreement.question_agreement(ratings, "pass_fail")
+    assert result.percent_agreement == 0.25
+    assert result.reviewer_vs_consensus == {"ann": 0.25, "ben": 0.25}
+
+
+def test_three_reviewers_vs_the_majority_by_hand() -> None:
+    """ann and ben agree with each other; cy is the odd one out, and one 3-way split counts against all.
+
+    item 1: ann x, ben x, cy y → majority x: ann ✓ ben ✓ cy ✗
+    item 2: ann x, ben y, cy z → no majority:  ann ✗ ben ✗ cy ✗
+    item 3: ann y, ben y, cy y → majority y:  ✓ ✓ ✓
+    item 4: ann x, ben x       → majority x:  ✓ ✓
+    ann 3/4, ben 3/4, cy 1/3.
+    """
+    ratings = {
+        1: {"ann": "x", "ben": "x", "cy": "y"},
+        2: {"ann": "x", "ben": "y", "cy": "z"},
+        3: {"ann": "y", "ben": "y", "cy": "y"},
+        4: {"ann": "x", "ben": "x"},
+    }
+    assert agreement.reviewer_vs_consensus(ratings) == {"ann": 0.75, "ben": 0.75, "cy": 0.3333}
 
 
 def test_judge_against_humans() -> None:
