@@ -269,3 +269,31 @@ def test_twenty_concurrent_reviewers_never_double_book() -> None:
     assert set(ReviewItem.objects.filter(session=session).values_list("submitted_count", flat=True)) == {2}
     if connection.vendor == "postgresql":
         assert connection.features.has_select_for_update_skip_locked
+
+
+@pytest.mark.django_db
+def test_adjudication_page_prefills_what_everyone_agreed_and_shows_each_title_once(client: Client) -> None:
+    tone = services.save_label_schema(
+        schema=LabelSchema(
+            name="tone", type="feedback", title="Is the tone right?", input_type="categorical", options=["warm", "cold"]
+        )
+    )
+    session, (a, b) = make_team_session(n_items=1, n_reviewers=2, per_item=2)
+    services.set_session_schemas(session=session, schemas=[*session.ordered_schemas(), tone])
+    lead = User.objects.create_user("lead", password="pw-123456")
+    services.set_session_leads(session=session, leads=[lead])
+    item = session.items.get()
+    for reviewer, correct in ((a, "pass"), (b, "fail")):
+        submissions.submit_review(item=item, reviewer=reviewer, raw_answers={"correct": correct, "tone": "warm"})
+    client.force_login(lead)
+    body = client.get(reverse("labeling:adjudicate_item", args=[session.pk, item.pk])).content.decode()
+    assert body.count("Is the tone right?") == 1 and body.count("Correct?") == 1
+    assert 'name="q-tone" value="warm" checked' in body  # both said warm: filled in
+    assert 'name="q-correct" value="pass" checked' not in body and 'value="fail" checked' not in body
+    assert "reviewers disagree" in body and "all agreed" in body
+    # Saving with only the split question decided keeps the agreed one too, since it is filled in.
+    response = client.post(
+        reverse("labeling:adjudicate_item", args=[session.pk, item.pk]), {"q-correct": "fail", "q-tone": "warm"}
+    )
+    assert response.status_code == 302
+    assert set(item.adjudications.values_list("schema__name", flat=True)) == {"correct", "tone"}
