@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ def test_production_generates_strong_passwords_and_prints_them_once(production: 
         assert signs_in(username, password)
         assert not signs_in(username, username)
     again = seed()
-    assert "admin / (existing password) (admin) or reviewer / (existing password)" in again
+    assert "as admin (admin, existing password) or reviewer (existing password)" in again
     assert not any(password in again for password in passwords.values())
 
 
@@ -81,7 +83,9 @@ def test_production_takes_validated_passwords_from_the_environment(
     for name, value in STRONG.items():
         monkeypatch.setenv(name, value)
     out = seed()
-    assert "admin / (the password in DEMO_ADMIN_PASSWORD)" in out
+    assert (
+        "as admin (admin, password from DEMO_ADMIN_PASSWORD) or reviewer (password from DEMO_REVIEWER_PASSWORD)" in out
+    )
     assert not any(value in out for value in STRONG.values())
     assert signs_in("admin", STRONG["DEMO_ADMIN_PASSWORD"])
     assert signs_in("reviewer", STRONG["DEMO_REVIEWER_PASSWORD"])
@@ -134,7 +138,7 @@ def test_production_replaces_demo_passwords_left_from_a_local_seed(production: N
     reviewer.save()
     out = seed()
     assert "admin still had the demo password; DEBUG is off, so it was replaced." in out
-    assert "reviewer / (existing password)" in out  # someone changed it: left alone
+    assert "or reviewer (existing password)" in out  # someone changed it: left alone
     assert not signs_in("admin", "admin")
     assert signs_in("admin", printed_passwords(out)["admin"])
     assert signs_in("reviewer", "kept-Reviewer-pass-77")
@@ -161,3 +165,14 @@ def test_make_demo_passes_host_and_port_to_seed_demo() -> None:
         ["make", "-n", "demo", "HOST=0.0.0.0", "PORT=9123"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert "HOST=0.0.0.0 PORT=9123 .venv/bin/python manage.py seed_demo" in result.stdout
+
+
+def test_before_migrate_it_says_to_migrate(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}", "DEBUG": "1"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the database is not set up yet: run .venv/bin/python manage.py migrate first"
+    ]

@@ -5,6 +5,8 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from labeling.demo import DEMO_EXPERIMENT, DemoLogin, DemoSetupError, seed_demo
 
@@ -19,12 +21,13 @@ def server_url() -> str:
 
 
 def describe(login: DemoLogin) -> str:
-    role = " (admin)" if login.staff else ""
+    """``admin / PASSWORD (admin)`` when it was set now and may be shown, else where the password is."""
+    notes = ["admin"] if login.staff else []
     if login.source == "existing":
-        return f"{login.username} / (existing password){role}"
+        return f"{login.username} ({', '.join([*notes, 'existing password'])})"
     if login.source == "environment":
-        return f"{login.username} / (the password in {login.env_name}){role}"
-    return f"{login.username} / {login.password}{role}"
+        return f"{login.username} ({', '.join([*notes, f'password from {login.env_name}'])})"
+    return f"{login.username} / {login.password}" + (f" ({notes[0]})" if notes else "")
 
 
 class Command(BaseCommand):
@@ -36,6 +39,10 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            self.stderr.write("error: the database is not set up yet: run .venv/bin/python manage.py migrate first")
+            sys.exit(1)
         try:
             result = seed_demo()
         except DemoSetupError as exc:
