@@ -27,8 +27,9 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
+# HOST and PORT so the login URL seed_demo prints is the one runserver listens on.
 demo: migrate
-	$(BIN)/python manage.py seed_demo
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/python manage.py seed_demo
 
 run: demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)

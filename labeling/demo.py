@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
+from typing import Literal
 
+from django.conf import settings
+from django.contrib.auth.hashers import check_password
 from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from traces.demo import DEMO_EXPERIMENT, demo_documents
@@ -46,23 +52,76 @@ DEMO_SCHEMAS = [
 ]
 
 
+PasswordSource = Literal["demo", "environment", "generated", "existing"]
+
+
+class DemoSetupError(ValueError):
+    """The demo cannot be set up as asked (for example a weak password in the environment); nothing was written."""
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A demo user and how its password was chosen; ``password`` is set only when the user was given one now."""
+
+    username: str
+    staff: bool
+    source: PasswordSource
+    password: str | None = None
+    env_name: str = ""
+    replaced_demo_password: bool = False
+
+
 @dataclass
 class DemoResult:
     traces_created: int
     traces_updated: int
     session: LabelingSession
     items_added: int
-    admin_password: str | None
-    reviewer_password: str | None
+    logins: list[DemoLogin]
 
 
-def _user(username: str, *, staff: bool, password_env: str, default: str) -> str | None:
-    """Create the user with a known password; an existing user keeps theirs (None is returned)."""
-    if User.objects.filter(username=username).exists():
-        return None
-    password = os.environ.get(password_env) or default
-    User.objects.create_user(username, f"{username}@example.com", password, is_staff=staff, is_superuser=staff)
-    return password
+# (username, staff, environment variable); with DEBUG on and no variable set, the password is the username.
+DEMO_USERS = [("admin", True, "DEMO_ADMIN_PASSWORD"), ("reviewer", False, "DEMO_REVIEWER_PASSWORD")]
+
+
+def _choose_login(username: str, *, staff: bool, env_name: str, debug: bool) -> DemoLogin:
+    """Decide a demo user's password without writing anything.
+
+    An existing user keeps theirs, except on a production server (DEBUG off) where one still having the
+    well-known demo password gets a new one. A password from the environment must pass Django's password
+    validators; with DEBUG off and none given, a strong random one is generated (printed once by the command).
+    """
+    existing = User.objects.filter(username=username).first()
+    still_demo = existing is not None and not debug and check_password(username, existing.password)
+    if existing is not None and not still_demo:
+        return DemoLogin(username, staff, "existing")
+    from_env = os.environ.get(env_name, "")
+    if from_env:
+        try:
+            validate_password(from_env, User(username=username, email=f"{username}@example.com"))
+        except ValidationError as exc:
+            raise DemoSetupError(f"{env_name} is not accepted: {' '.join(exc.messages)}") from None
+        return DemoLogin(username, staff, "environment", from_env, env_name, still_demo)
+    if debug:
+        return DemoLogin(username, staff, "demo", username, env_name)
+    return DemoLogin(username, staff, "generated", secrets.token_urlsafe(18), env_name, still_demo)
+
+
+def _apply_login(login: DemoLogin) -> User:
+    user = User.objects.filter(username=login.username).first()
+    if user is None:
+        assert login.password is not None
+        return User.objects.create_user(
+            login.username,
+            f"{login.username}@example.com",
+            login.password,
+            is_staff=login.staff,
+            is_superuser=login.staff,
+        )
+    if login.password is not None:
+        user.set_password(login.password)
+        user.save(update_fields=["password"])
+    return user
 
 
 def _schema(spec: dict) -> LabelSchema:
@@ -71,12 +130,15 @@ def _schema(spec: dict) -> LabelSchema:
 
 
 def seed_demo() -> DemoResult:
+    """Load the demo; raises DemoSetupError (having written nothing) when a demo password is refused."""
+    logins = [
+        _choose_login(username, staff=staff, env_name=env_name, debug=settings.DEBUG)
+        for username, staff, env_name in DEMO_USERS
+    ]
     records = [record for document in demo_documents() for record in parse_document(document)]
     with transaction.atomic():
         stored = store_traces(records, experiment=resolve_experiment(DEMO_EXPERIMENT))
-        admin_password = _user("admin", staff=True, password_env="DEMO_ADMIN_PASSWORD", default="admin")
-        reviewer_password = _user("reviewer", staff=False, password_env="DEMO_REVIEWER_PASSWORD", default="reviewer")
-        admin, reviewer = User.objects.get(username="admin"), User.objects.get(username="reviewer")
+        admin, reviewer = [_apply_login(login) for login in logins]
         custom = [_schema(spec) for spec in DEMO_SCHEMAS]
         builtin = list(LabelSchema.objects.filter(name__in=["expected_response", "expected_facts", "guidelines"]))
         session = LabelingSession.objects.filter(name=DEMO_SESSION).first()
@@ -92,4 +154,4 @@ def seed_demo() -> DemoResult:
         demo_rag = Trace.objects.filter(experiment__name=DEMO_EXPERIMENT, name="support_rag").order_by("request_time")
         first_30 = list(demo_rag.values_list("pk", flat=True)[:30])
         added = services.add_traces_to_session(session=session, traces=Trace.objects.filter(pk__in=first_30))
-    return DemoResult(stored.created, stored.updated, session, added.added, admin_password, reviewer_password)
+    return DemoResult(stored.created, stored.updated, session, added.added, logins)

@@ -7,6 +7,7 @@ production sets ``DATABASE_URL``, ``SECRET_KEY``, ``DEBUG=0`` and ``ALLOWED_HOST
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -24,6 +25,19 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}.")
+    return value
 
 
 DEBUG = env_bool("DEBUG", True)
@@ -56,6 +70,7 @@ INSTALLED_APPS = [
     "traces",
     "labeling",
     "evaluation",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -69,6 +84,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it turns a locked-out login attempt into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# The axes backend first: it refuses a locked-out user name or address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "reviewapp.urls"
@@ -153,6 +176,8 @@ CONTENT_SECURITY_POLICY = {
         "script-src": ["'self'"],
         "frame-ancestors": ["'none'"],
         "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
     }
 }
 
@@ -165,9 +190,34 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+
+# Reverse proxies in front of the app (each appends the address it saw to X-Forwarded-For). With 0, the
+# default, X-Forwarded-Proto and X-Forwarded-For are ignored: anyone could send them. With N, the proxy's
+# X-Forwarded-Proto says whether the request came over HTTPS, and the client address (for login throttling)
+# is the N-th address from the right of X-Forwarded-For.
+PROXY_COUNT = env_int("PROXY_COUNT", 0)
+if PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Django's admin edits raw rows (traces, assessments) past every service rule: on for local development,
+# off in production unless DJANGO_ADMIN=1.
+DJANGO_ADMIN = env_bool("DJANGO_ADMIN", DEBUG)
+
+# Login throttling (django-axes) on /login/ and /django-admin/login/: after LOGIN_FAILURE_LIMIT failed
+# attempts for one user name, or from one client address, within LOGIN_COOLOFF_MINUTES, both pages refuse
+# that user name or address (even with the right password) until LOGIN_COOLOFF_MINUTES after the last
+# counted failure. Attempts while locked out do not extend the lock. A successful login clears the count.
+AXES_ENABLED = env_bool("LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "reviewapp.login_throttle.client_ip_address"
+AXES_LOCKOUT_CALLABLE = "reviewapp.login_throttle.lockout_response"
+AXES_VERBOSE = False
 
 # Who besides admins may open the trace explorer: session leads (reviewers only see their items).
 TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"

@@ -20,7 +20,12 @@ ROLE_CHOICES = [("reviewer", "Reviewer"), ("admin", "Admin")]
 
 
 class NewPersonForm(forms.Form):
-    username = forms.CharField(max_length=150)
+    # The same rule as Django's User.username (createsuperuser, the admin): letters, digits and @ . + - _ only.
+    username = forms.CharField(
+        max_length=150,
+        validators=[User.username_validator],
+        help_text="Letters, digits and @ . + - _ only (no spaces).",
+    )
     email = forms.EmailField(required=False)
     password = forms.CharField(widget=forms.PasswordInput, help_text="At least 8 characters, not too common.")
     role = forms.ChoiceField(choices=ROLE_CHOICES)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import login
@@ -16,7 +17,9 @@ from traces.models import Span, Trace
 
 @pytest.fixture
 def demo(transactional_db: None) -> None:
-    call_command("seed_demo", stdout=io.StringIO())
+    # The local demo (`make run`, DEBUG on) with its admin/admin login; with DEBUG off seed_demo refuses that.
+    with override_settings(DEBUG=True):
+        call_command("seed_demo", stdout=io.StringIO())
 
 
 def test_demo_trace_page_shows_documents_and_span_tree(

@@ -1,21 +1,63 @@
 """``python manage.py seed_demo``: demo traces, users, questions and a labeling session (idempotent)."""
 
+import os
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
-from labeling.demo import DEMO_EXPERIMENT, seed_demo
+from labeling.demo import DEMO_EXPERIMENT, DemoLogin, DemoSetupError, seed_demo
+
+
+def server_url() -> str:
+    """Where `make run` serves: the HOST and PORT it passes to runserver (127.0.0.1:8000 by default)."""
+    host = os.environ.get("HOST", "").strip() or "127.0.0.1"
+    port = os.environ.get("PORT", "").strip() or "8000"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"http://{host}:{port}/"
+
+
+def describe(login: DemoLogin) -> str:
+    """``admin / PASSWORD (admin)`` when it was set now and may be shown, else where the password is."""
+    notes = ["admin"] if login.staff else []
+    if login.source == "existing":
+        return f"{login.username} ({', '.join([*notes, 'existing password'])})"
+    if login.source == "environment":
+        return f"{login.username} ({', '.join([*notes, f'password from {login.env_name}'])})"
+    return f"{login.username} / {login.password}" + (f" ({notes[0]})" if notes else "")
 
 
 class Command(BaseCommand):
-    help = "Load the demo: 64 generated MLflow traces, an admin and a reviewer, questions and a labeling session."
+    help = (
+        "Load the demo: 64 generated MLflow traces, an admin and a reviewer, questions and a labeling session. "
+        "With DEBUG on the logins are admin/admin and reviewer/reviewer; with DEBUG off the passwords come "
+        "from DEMO_ADMIN_PASSWORD / DEMO_REVIEWER_PASSWORD (checked by the password validators) or are "
+        "generated and printed once."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = seed_demo()
+        executor = MigrationExecutor(connections[DEFAULT_DB_ALIAS])
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            self.stderr.write("error: the database is not set up yet: run .venv/bin/python manage.py migrate first")
+            sys.exit(1)
+        try:
+            result = seed_demo()
+        except DemoSetupError as exc:
+            self.stderr.write(f"error: {exc}")
+            sys.exit(1)
         self.stdout.write(
             f"Demo experiment “{DEMO_EXPERIMENT}”: {result.traces_created} traces imported, "
             f"{result.traces_updated} updated. Session “{result.session.name}”: {result.items_added} items added."
         )
-        admin = result.admin_password or "(existing password)"
-        reviewer = result.reviewer_password or "(existing password)"
-        self.stdout.write(f"Log in at http://127.0.0.1:8000/ as admin / {admin} (staff) or reviewer / {reviewer}.")
+        for login in result.logins:
+            if login.replaced_demo_password:
+                self.stdout.write(f"{login.username} still had the demo password; DEBUG is off, so it was replaced.")
+        self.stdout.write(f"Log in at {server_url()} as " + " or ".join(describe(login) for login in result.logins))
+        if any(login.source == "generated" for login in result.logins):
+            self.stdout.write(
+                "Generated passwords (DEBUG is off) are shown only this once: store them now, "
+                "or set DEMO_ADMIN_PASSWORD / DEMO_REVIEWER_PASSWORD before seeding."
+            )
