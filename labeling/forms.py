@@ -20,7 +20,8 @@ SETTING_GROUPS = [
 class OptionsField(forms.CharField):
     """Options typed one per line; becomes a list."""
 
-    widget = forms.Textarea(attrs={"rows": 4, "placeholder": "very helpful\nsomewhat helpful\nnot helpful"})
+    # An instruction, not sample values: example options in the box looked like options already typed.
+    widget = forms.Textarea(attrs={"rows": 4, "placeholder": "Type one option per line"})
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         text = super().to_python(value) or ""
@@ -31,7 +32,11 @@ class OptionsField(forms.CharField):
 
 
 class LabelSchemaForm(forms.ModelForm):
-    options = OptionsField(required=False, help_text="One option per line. Digits 1–9 pick them in this order.")
+    options = OptionsField(
+        required=False,
+        help_text="One option per line, for example “very helpful”, “somewhat helpful”, “not helpful”. "
+        "Reviewers see them in this order and pick them with the digits 1–9.",
+    )
 
     class Meta:
         model = LabelSchema
@@ -119,8 +124,11 @@ class SessionForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk is None:
             self.fields["status"].initial = SessionStatus.ACTIVE
-        self.schemas = list(LabelSchema.objects.order_by("name"))
         chosen = {s.pk: i + 1 for i, s in enumerate(self.instance.ordered_schemas())} if self.instance.pk else {}
+        # The session's questions first, in the order reviewers see them; the others after, by title.
+        self.schemas = sorted(
+            LabelSchema.objects.all(), key=lambda s: (s.pk not in chosen, chosen.get(s.pk, 0), s.title.lower(), s.pk)
+        )
         for schema in self.schemas:
             self.fields[f"schema_{schema.pk}"] = forms.IntegerField(
                 required=False,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.urls import reverse
 
 from traces.loading import load_spans_for_view
@@ -21,8 +22,8 @@ from .answers import answer_to_form_value
 from .models import ItemReview, LabelingSession, LabelSchema, ReviewItem, ReviewStatus
 from .progress import reviewer_position
 
-HEARTBEAT_MIN_SECONDS = 15
-HEARTBEAT_MAX_SECONDS = 120
+# The trace page opens the span tree two levels deep; the review screen shows it the same way.
+TREE_OPEN_DEPTH = 2
 
 
 @dataclass(slots=True)
@@ -98,8 +99,9 @@ def neighbours(session: LabelingSession, user: Any, item: ReviewItem) -> tuple[i
 
 
 def heartbeat_seconds(session: LabelingSession) -> int:
-    """How often the open page renews its lease: three times per lease, within sane bounds."""
-    return max(HEARTBEAT_MIN_SECONDS, min(HEARTBEAT_MAX_SECONDS, session.lease_minutes * 60 // 3))
+    """How often the open page renews its lease: three times per lease, within the configured bounds."""
+    low, high = settings.REVIEW_HEARTBEAT_MIN_SECONDS, settings.REVIEW_HEARTBEAT_MAX_SECONDS
+    return max(low, min(high, session.lease_minutes * 60 // 3))
 
 
 def review_screen(
@@ -111,6 +113,7 @@ def review_screen(
     questions: list[Question] | None = None,
     form_errors: Sequence[str] = (),
     notice: str = "",
+    notice_ok: bool = False,
 ) -> dict[str, Any]:
     """The template context of the review screen for this user on this item (``item.trace`` loaded)."""
     schemas = session.ordered_schemas()
@@ -143,11 +146,12 @@ def review_screen(
         "next_pk": next_pk,
         "my_review": my_review,
         "span_url": item.get_absolute_url(),
-        "tree_open_depth": 0,
+        "tree_open_depth": TREE_OPEN_DEPTH,
         "tree_limit": len(view.nodes) if show_all.tree else SPAN_TREE_LIMIT,
         "accepts_answers": session.accepts_answers,
         "can_manage": manager,
         "notice": notice,
+        "notice_ok": notice_ok,
         "heartbeat_url": reverse("labeling:heartbeat", args=[session.pk, item.pk]),
         "heartbeat_seconds": heartbeat_seconds(session),
         "holds_lease": my_review is not None and my_review.status == ReviewStatus.CLAIMED,

@@ -222,6 +222,11 @@ AXES_VERBOSE = False
 # Who besides admins may open the trace explorer: session leads (reviewers only see their items).
 TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
 
+# The open review page renews its lease three times per lease, but never more often than every
+# REVIEW_HEARTBEAT_MIN_SECONDS nor less often than every REVIEW_HEARTBEAT_MAX_SECONDS.
+REVIEW_HEARTBEAT_MIN_SECONDS = int(os.environ.get("REVIEW_HEARTBEAT_MIN_SECONDS", "15"))
+REVIEW_HEARTBEAT_MAX_SECONDS = int(os.environ.get("REVIEW_HEARTBEAT_MAX_SECONDS", "120"))
+
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))
 

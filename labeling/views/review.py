@@ -25,9 +25,10 @@ from ..progress import reviewer_summary
 from ..review_screen import Question, ShowAll, questions_from_post, review_screen
 
 REVIEW_TEMPLATE = "labeling/review_item.html"
+SAVED_NOTICE = "Saved your answers to the previous item."
 LATE_NOTICE = (
-    "Saved. Others answered this item while you were away, so your answer is kept as an extra one "
-    "and does not count towards the item's reviews."
+    "Saved your answers to the previous item. Others answered it while you were away, so your answer "
+    "is kept as an extra one and does not count towards the item's reviews."
 )
 
 
@@ -80,6 +81,7 @@ def _render_item(
     status: int = 200,
     partial: bool = False,
     notice: str = "",
+    notice_ok: bool = False,
 ) -> HttpResponse:
     context = review_screen(
         session=session,
@@ -89,12 +91,15 @@ def _render_item(
         questions=questions,
         form_errors=form_errors or (),
         notice=notice,
+        notice_ok=notice_ok,
     )
     template = f"{REVIEW_TEMPLATE}#review-main" if partial else REVIEW_TEMPLATE
     return render(request, template, context, status=status)
 
 
-def _render_done(request: HttpRequest, session: LabelingSession, *, partial: bool, notice: str = "") -> HttpResponse:
+def _render_done(
+    request: HttpRequest, session: LabelingSession, *, partial: bool, notice: str = "", notice_ok: bool = False
+) -> HttpResponse:
     template = "labeling/review_done.html#done" if partial else "labeling/review_done.html"
     summary = reviewer_summary(session, request.user)
     context = {
@@ -103,6 +108,7 @@ def _render_done(request: HttpRequest, session: LabelingSession, *, partial: boo
         "skipped": summary.skipped,
         "still_open": summary.still_open,
         "notice": notice,
+        "notice_ok": notice_ok,
     }
     response = render(request, template, context)
     if partial:
@@ -207,7 +213,7 @@ def flag(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
     if not request.htmx:
         messages.success(request, "Flagged for an admin. Thank you.")
         return redirect(item.get_absolute_url())
-    return _render_item(request, session, item, partial=True, notice="Flagged for an admin. Thank you.")
+    return _render_item(request, session, item, partial=True, notice="Flagged for an admin. Thank you.", notice_ok=True)
 
 
 def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
@@ -243,7 +249,9 @@ def submit_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResp
             status=400,
             partial=bool(request.htmx),
         )
-    return _go_next(request, session, item, notice=LATE_NOTICE if submission.late else "Saved.")
+    if submission.late:
+        return _go_next(request, session, item, notice=LATE_NOTICE, notice_ok=False)
+    return _go_next(request, session, item, notice=SAVED_NOTICE)
 
 
 @login_required
@@ -255,7 +263,7 @@ def skip(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
         claims.skip_item(item=item, reviewer=request.user, reason=request.POST.get("reason", ""))
     except SessionClosedError as exc:
         return _refuse(request, session, item, str(exc), status=403)
-    return _go_next(request, session, item, notice="Skipped.")
+    return _go_next(request, session, item, notice="Skipped the previous item.")
 
 
 def _refuse(
@@ -264,15 +272,17 @@ def _refuse(
     return _render_item(request, session, item, form_errors=[message], status=status, partial=bool(request.htmx))
 
 
-def _go_next(request: HttpRequest, session: LabelingSession, item: ReviewItem, *, notice: str) -> HttpResponse:
+def _go_next(
+    request: HttpRequest, session: LabelingSession, item: ReviewItem, *, notice: str, notice_ok: bool = True
+) -> HttpResponse:
     """After a submit or skip: the next item, with a short confirmation of what just happened."""
     following = claims.claim_next_item(session=session, reviewer=request.user)
     if not request.htmx:
-        messages.success(request, notice)
+        messages.add_message(request, messages.SUCCESS if notice_ok else messages.WARNING, notice)
         return redirect(
             following.get_absolute_url() if following else reverse("labeling:review_start", args=[session.pk])
         )
     if following is None:
-        return _render_done(request, session, partial=True, notice=notice)
-    response = _render_item(request, session, _reload(following), partial=True, notice=notice)
+        return _render_done(request, session, partial=True, notice=notice, notice_ok=notice_ok)
+    response = _render_item(request, session, _reload(following), partial=True, notice=notice, notice_ok=notice_ok)
     return push_url(response, following.get_absolute_url())

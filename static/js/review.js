@@ -1,4 +1,5 @@
-// Keyboard-first review: digits pick options, Ctrl+Enter submits from anywhere, j/k move, s skips, ? helps.
+// Keyboard-first review: digits pick options, Esc moves to the next question (Shift+Esc back),
+// Ctrl+Enter submits from anywhere, j/k move between items, s skips, ? helps.
 // Everything here is an enhancement: without it, the forms post and the links navigate.
 (function () {
   "use strict";
@@ -21,6 +22,32 @@
     if (!qs.length) return;
     active = Math.max(0, Math.min(index, qs.length - 1));
     qs.forEach(function (q, i) { q.classList.toggle("active", i === active); });
+  }
+  // The field that takes the keyboard in a question: the picked option, else its first option or box.
+  function fieldOf(q) {
+    return q.querySelector("input:checked:not(:disabled)") ||
+      q.querySelector("input:not([type=hidden]):not(:disabled), textarea:not(:disabled), select:not(:disabled)");
+  }
+  function submitButton() {
+    return document.querySelector("button[type=submit][form=answer-form]") || document.querySelector("#answer-form button[type=submit]");
+  }
+  // Highlight question `index` and put the keyboard focus in it; past the last question, on Submit.
+  function goTo(index) {
+    var qs = questions();
+    if (index >= qs.length) {
+      var button = submitButton();
+      if (button && !button.disabled) { button.focus(); return; }
+    }
+    if (!qs.length) return;
+    highlight(index);
+    var field = fieldOf(qs[active]);
+    if (!field) return;
+    field.focus();
+    if (field.tagName.toLowerCase() === "textarea") field.setSelectionRange(field.value.length, field.value.length);
+  }
+  function questionIndexOf(el) {
+    var q = el && el.closest && el.closest("fieldset.question");
+    return q ? questions().indexOf(q) : -1;
   }
   function firstUnanswered() {
     var qs = questions();
@@ -80,10 +107,12 @@
       if (!input || input.disabled) return false;
       if (input.type === "radio") {
         input.checked = true;
-        highlight(active + 1 < questions().length ? active + 1 : active);
-      } else {
-        input.checked = !input.checked;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+        goTo(active + 1);
+        return true;
       }
+      input.checked = !input.checked; // a tick box: stays on this question until Esc
+      input.focus();
       input.dispatchEvent(new Event("change", { bubbles: true }));
       return true;
     }
@@ -100,18 +129,35 @@
       return;
     }
     var target = event.target;
-    if (isTyping(target)) {
-      if (event.key === "Escape") {
-        target.blur();
-        // Leaving a box of an answered question: highlight the next question still open.
-        var q = target.closest && target.closest("fieldset.question");
-        if (q && answered(q)) highlight(firstUnanswered());
+    var help = document.getElementById("shortcut-help");
+    if (help && help.open) {
+      if (event.key === "?") { event.preventDefault(); toggleHelp(help); }
+      return; // Esc closes the dialog by itself
+    }
+    if (event.key === "Escape" && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      // Done with this question (from a box, a tick box or nothing): on to the next; Shift+Esc goes back.
+      var here = questionIndexOf(target);
+      var nothing = !target || target === document.body || target === document.documentElement;
+      event.preventDefault();
+      if (here !== -1 || nothing) {
+        if (here === -1) here = active; // digits were used with nothing focused
+        goTo(event.shiftKey ? Math.max(0, here - 1) : here + 1);
+      } else if (target === submitButton()) {
+        if (event.shiftKey) goTo(questions().length - 1);
+      } else if (isTyping(target)) {
+        target.blur(); // the skip reason or the flag note
+      } else {
+        goTo(active); // from the trace or the item links: back to the highlighted question
       }
       return;
     }
+    if (isTyping(target)) return;
+    if (event.key === "Tab" && !event.shiftKey && (!target || target === document.body || target === document.documentElement)) {
+      // Nothing has the focus (page just loaded, or an item was swapped in): Tab starts at the question.
+      if (questions().length) { event.preventDefault(); goTo(active); }
+      return;
+    }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    var help = document.getElementById("shortcut-help");
-    if (help && help.open && event.key !== "?") return;
     if (/^[1-9]$/.test(event.key)) {
       if (pick(parseInt(event.key, 10))) event.preventDefault();
       return;

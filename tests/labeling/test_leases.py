@@ -145,7 +145,9 @@ def test_late_submit_tells_the_reviewer_and_a_normal_one_says_saved(client: Clie
             reverse("labeling:submit_item", args=[session.pk, item.pk]), {"q-correct": "fail"}, HTTP_HX_REQUEST="true"
         )
     assert response.status_code == 200
-    assert "kept as an extra one" in response.content.decode()
+    body = response.content.decode()
+    assert "kept as an extra one" in body
+    assert '<p class="notice" role="status">Saved your answers to the previous item. Others answered it' in body
     item.refresh_from_db()
     assert item.submitted_count == 1
 
@@ -174,5 +176,5 @@ def test_submit_confirms_saved_on_the_next_item(client: Client) -> None:
         reverse("labeling:submit_item", args=[session.pk, item_pk]), {"q-correct": "pass"}, HTTP_HX_REQUEST="true"
     )
     body = response.content.decode()
-    assert 'id="review-main"' in body and 'role="status">Saved.</p>' in body
+    assert 'id="review-main"' in body and 'role="status">Saved your answers to the previous item.</p>' in body
     assert response["HX-Push-Url"] != first["Location"]  # moved on to the other item

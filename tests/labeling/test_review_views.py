@@ -90,8 +90,19 @@ def test_item_page_shows_trace_questions_progress_and_shortcuts(as_reviewer: Cli
     assert 'name="q-groundedness"' in body and 'min="1' in body
     assert "<strong>documents</strong>" in body  # markdown instructions
     assert "Keyboard shortcuts" in body
-    assert '<details class="span-node">' in body or 'class="span-leaf' in body  # tree collapsed by default
-    assert '<details class="span-node" open>' not in body
+
+
+def test_span_tree_opens_two_levels_as_on_the_trace_page(as_reviewer: Client, session, admin_user) -> None:
+    """Not one collapsed "4 spans" row: the tree opens as on the trace page and lists every span."""
+    item = items(session)[0]
+    body = as_reviewer.get(item.get_absolute_url()).content.decode()
+    tree = body[body.index('id="span-tree"') : body.index('id="span-detail"')]
+    assert tree.count('class="span-link"') == item.trace.spans.count() == 3
+    assert '<details class="span-node" open>' in tree and '<details class="span-node">' not in tree
+    as_admin = Client()
+    as_admin.force_login(admin_user)
+    trace_page = as_admin.get(item.trace.get_absolute_url()).content.decode()
+    assert trace_page.count('<details class="span-node" open>') == tree.count('<details class="span-node" open>')
 
 
 def test_submit_stores_typed_assessments_and_moves_on(as_reviewer: Client, session, reviewer) -> None:
@@ -278,3 +289,61 @@ def test_review_page_query_count_is_constant(as_reviewer: Client, reviewer, djan
             reverse("labeling:submit_item", args=[session.pk, first.pk]), {"q-correct": "pass"}, HTTP_HX_REQUEST="true"
         )
     assert response.status_code == 200
+
+
+def test_submit_and_items_left_sit_in_the_answer_footer_and_answers_come_before_the_trace(
+    as_reviewer: Client, session
+) -> None:
+    body = as_reviewer.get(items(session)[0].get_absolute_url()).content.decode()
+    footer = body[body.index('<footer class="answer-footer">') : body.index("</footer>")]
+    assert '<button type="submit" form="answer-form"' in footer and "Submit and go to next" in footer
+    assert "3 of 3 left" in footer and 'id="lease-warning"' in footer
+    assert body.count("3 of 3 left") == 1
+    # Source order is Tab order: the questions, skip and flag before the trace's links.
+    assert body.index('id="answer-form"') < body.index('id="skip-form"') < body.index('id="conversation"')
+
+
+def test_shortcut_help_and_pick_several_hint_name_the_next_question_key(as_reviewer: Client, reviewer) -> None:
+    several = services.save_label_schema(
+        schema=LabelSchema(
+            name="problems", type="feedback", title="Problems?", input_type="categorical_list", options=["a", "b"]
+        )
+    )
+    session = services.create_labeling_session(name="several", schemas=[several], reviewers=[reviewer])
+    services.add_traces_to_session(session=session, trace_ids=[make_trace().trace_id])
+    body = as_reviewer.get(reverse("labeling:review_start", args=[session.pk]), follow=True).content.decode()
+    assert "Pick all that apply, then <kbd>Esc</kbd> for the next question." in body
+    help_dialog = body[body.index('<dialog id="shortcut-help"') : body.index("</dialog>")]
+    assert "<tr><td><kbd>Esc</kbd></td><td>Done with this question: go to the next one" in help_dialog
+    assert "<kbd>Shift</kbd>+<kbd>Esc</kbd></td><td>Back to the previous question" in help_dialog
+    assert "the questions come before the trace" in help_dialog
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "lease_minutes", "seconds"),
+    [(15, 120, 10, 120), (15, 120, 1, 20), (15, 120, 0, 15), (1, 1, 10, 1)],
+)
+def test_heartbeat_interval_follows_the_lease_within_the_settings(
+    as_reviewer: Client, session, settings, low: int, high: int, lease_minutes: int, seconds: int
+) -> None:
+    settings.REVIEW_HEARTBEAT_MIN_SECONDS, settings.REVIEW_HEARTBEAT_MAX_SECONDS = low, high
+    LabelingSession.objects.filter(pk=session.pk).update(lease_minutes=lease_minutes)
+    body = as_reviewer.get(reverse("labeling:review_start", args=[session.pk]), follow=True).content.decode()
+    assert f'data-heartbeat-seconds="{seconds}"' in body
+
+
+def test_submit_confirms_in_green_on_the_next_item_and_skip_says_so(as_reviewer: Client, session) -> None:
+    first, second, _ = items(session)
+    response = as_reviewer.post(
+        reverse("labeling:submit_item", args=[session.pk, first.pk]), {"q-correct": "pass"}, HTTP_HX_REQUEST="true"
+    )
+    body = response.content.decode()
+    assert f'data-item="{second.pk}"' in body
+    assert '<p class="notice ok" role="status">Saved your answers to the previous item.</p>' in body
+    response = as_reviewer.post(reverse("labeling:skip_item", args=[session.pk, second.pk]), HTTP_HX_REQUEST="true")
+    assert '<p class="notice ok" role="status">Skipped the previous item.</p>' in response.content.decode()
+    # Without JavaScript the same words come as a message after the redirect.
+    page = as_reviewer.post(
+        reverse("labeling:submit_item", args=[session.pk, items(session)[2].pk]), {"q-correct": "pass"}, follow=True
+    )
+    assert "Saved your answers to the previous item." in page.content.decode()
