@@ -224,8 +224,8 @@ TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
 
 # The open review page renews its lease three times per lease, but never more often than every
 # REVIEW_HEARTBEAT_MIN_SECONDS nor less often than every REVIEW_HEARTBEAT_MAX_SECONDS.
-REVIEW_HEARTBEAT_MIN_SECONDS = int(os.environ.get("REVIEW_HEARTBEAT_MIN_SECONDS", "15"))
-REVIEW_HEARTBEAT_MAX_SECONDS = int(os.environ.get("REVIEW_HEARTBEAT_MAX_SECONDS", "120"))
+REVIEW_HEARTBEAT_MIN_SECONDS = env_int("REVIEW_HEARTBEAT_MIN_SECONDS", 15, minimum=1)
+REVIEW_HEARTBEAT_MAX_SECONDS = env_int("REVIEW_HEARTBEAT_MAX_SECONDS", 120, minimum=1)
 
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))

@@ -18,7 +18,7 @@ from traces.templatetags.trace_tags import SPAN_TREE_LIMIT
 from .. import adjudication
 from ..errors import SessionClosedError
 from ..models import InputType, ReviewItem
-from ..review_screen import Question
+from ..review_screen import TREE_OPEN_DEPTH, Question
 from .access import get_session_for_manager
 
 
@@ -68,7 +68,7 @@ def adjudicate_item(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse
         "form_errors": errors.get("__all__", []) + errors.get("rationale", []),
         "rationale": request.POST.get("rationale", "") if request.method == "POST" else "",
         "span_url": item.get_absolute_url(),
-        "tree_open_depth": 0,
+        "tree_open_depth": TREE_OPEN_DEPTH,
         "tree_limit": SPAN_TREE_LIMIT,
         "accepts_answers": session.accepts_answers,
     }
