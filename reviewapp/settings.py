@@ -26,6 +26,15 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
+        raise ImproperlyConfigured(f"{name} must be a whole number from {minimum:,} to {maximum:,} (got {raw[:40]!r}).")
+    return int(raw)
+
+
 DEBUG = env_bool("DEBUG", True)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -174,6 +183,12 @@ TRACE_EXPLORER_ACCESS = "labeling.workflow.is_lead_anywhere"
 
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))
+
+# Characters of one trace value (a message, a span's inputs, a tool's result) that the trace page,
+# the span panel and the review screen show before cutting it, with "show all" / download links.
+# A value longer than max(1,000,000, 10 x this) characters of JSON is read from the database only
+# that far, so huge payloads never load whole for a page.
+TRACE_VALUE_LIMIT = env_int("TRACE_VALUE_LIMIT", 20_000, minimum=200, maximum=10_000_000)
 
 LOGGING = {
     "version": 1,
