@@ -53,7 +53,7 @@ def load_spans_for_view(trace_pk: int, *, all_tools: bool = False) -> list[Span]
     wanted |= {s.pk for s in (tools if all_tools else tools[:TOOL_CALLS_SHOWN])}
     rows = {}
     if wanted:
-        rows = {r["pk"]: r for r in Span.objects.filter(pk__in=wanted).values("pk", **_heads(SHOWN_FIELDS))}
+        rows = {r["pk"]: r for r in Span.objects.filter(pk__in=wanted).order_by().values("pk", **_heads(SHOWN_FIELDS))}
     for span in spans:
         # Never let a template touch a deferred column: that would be one query per span.
         span.attributes = {}
