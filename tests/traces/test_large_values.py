@@ -62,7 +62,7 @@ def test_trace_page_with_a_huge_input_stays_small_and_links_to_all_of_it(as_admi
     assert response.status_code == 200
     assert len(response.content) < 200_000  # was the whole 2.5 MB input
     assert "START The patient asked" in body and "END-OF-INPUT" not in body
-    assert "Only the beginning is shown: the whole value is about 2.4\xa0MB." in body
+    assert "Only the beginning of this value is shown. <a" in body and "Show all (2.4\xa0MB)" in body
     root = Span.objects.get(trace=trace, parent_id="")
     assert f"{trace.get_absolute_url()}?span={root.span_id}&value=inputs" in links(body)
     assert f"{trace.get_absolute_url()}?span={root.span_id}&value=inputs&download=1" in links(body)
@@ -183,7 +183,7 @@ def test_trace_page_queries_stay_constant_with_huge_values(as_admin: Client, dja
 def test_review_screen_cuts_huge_values_and_links_under_the_item_url(client: Client, reviewer) -> None:
     trace = make_big_trace()
     body = open_in_review(client, reviewer, trace)
-    assert "Only the beginning is shown" in body and "END-OF-INPUT" not in body
+    assert "Only the beginning of this value is shown" in body and "END-OF-INPUT" not in body
     assert len(body) < 250_000
     value_links = links(body)
     assert value_links and all(re.match(r"^/review/\d+/items/\d+/\?span=", h) for h in value_links)

@@ -157,8 +157,8 @@ def shortened(shown: Any, base: str) -> dict[str, Any]:
 def _source_link(span: Any, span_url: str) -> SafeString:
     url = f"{span_url}?span={quote(span.span_id, safe='')}"
     return format_html(
-        '<a class="source-link" href="{0}#span-detail" hx-get="{0}" hx-target="#span-detail" hx-swap="outerHTML">'
-        '<span class="badge type {1}">{2}</span> {3}</a>',
+        '<span class="badge type {1}">{2}</span>\xa0<a class="source-link" href="{0}#span-detail" hx-get="{0}" '
+        'hx-target="#span-detail" hx-swap="outerHTML">{3}</a>',
         url,
         span_type_class(span.span_type),
         span.span_type,
