@@ -12,7 +12,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables the settings read that a developer's shell might carry into the test run.
-CONTROLLED = {"DATABASE_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "SECURE_COOKIES", "SECURE_HSTS_SECONDS"}
+CONTROLLED = {
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SECURE_COOKIES",
+    "SECURE_HSTS_SECONDS",
+    "TRACE_VALUE_LIMIT",
+}
 PROBE = (
     "import json, django; django.setup(); from django.conf import settings as s; "
     "db = s.DATABASES['default']; "
@@ -60,3 +68,24 @@ def test_production_settings_are_secure() -> None:
     assert values["hosts"] == ["review.example.com", "other.example.com"]
     assert values["secure_cookie"] is True and values["csrf_secure"] is True
     assert values["hsts"] > 0
+
+
+def limit_probe(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    clean.update(env, DJANGO_SETTINGS_MODULE="reviewapp.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.TRACE_VALUE_LIMIT)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("raw", "limit"), [(None, 20_000), ("", 20_000), ("5000", 5_000), (" 50_000 ", 50_000)])
+def test_trace_value_limit_comes_from_the_environment(raw: str | None, limit: int) -> None:
+    result = limit_probe() if raw is None else limit_probe(TRACE_VALUE_LIMIT=raw)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(limit)
+
+
+@pytest.mark.parametrize("raw", ["abc", "-5", "1.5", "10", "99999999999", "²"])
+def test_a_bad_trace_value_limit_stops_the_app_with_one_clear_line(raw: str) -> None:
+    result = limit_probe(TRACE_VALUE_LIMIT=raw)
+    assert result.returncode != 0
+    assert "TRACE_VALUE_LIMIT must be a whole number from 200 to 10,000,000" in result.stderr
