@@ -87,6 +87,11 @@ class ConversationSpans:
         picked = {s.span_id for s in (self.request, self.response) if s is not None}
         return not picked or (self.root is not None and picked == {self.root.span_id})
 
+    @property
+    def same_span(self) -> bool:
+        """One span supplies both sides (or one side is missing)."""
+        return self.request is None or self.response is None or self.request.span_id == self.response.span_id
+
 
 def _depths(rows: Sequence[SpanRow]) -> dict[str, int]:
     """Parents above each span reachable from the root(s); spans in a parent cycle are left out."""

@@ -183,22 +183,11 @@ class Conversation:
     """The request and the response as chat bubbles (or JSON), and the spans they come from."""
 
     messages: list[ChatMessage]
+    source: ConversationSpans = field(default_factory=lambda: ConversationSpans(None, None, None))
     request_json: ShownText = field(default_factory=lambda: ShownText(""))  # when the request is not chat-shaped
     response_json: ShownText = field(default_factory=lambda: ShownText(""))
-    root: Span | None = None
-    request_span: Span | None = None
-    response_span: Span | None = None
     request_ref: ValueRef | None = None  # set when only the beginning of the value was read
     response_ref: ValueRef | None = None
-
-    @property
-    def from_root(self) -> bool:
-        picked = {s.span_id for s in (self.request_span, self.response_span) if s is not None}
-        return not picked or (self.root is not None and picked == {self.root.span_id})
-
-    @property
-    def same_span(self) -> bool:
-        return self.request_span is None or self.response_span is None or self.request_span == self.response_span
 
 
 def _shortened(messages: list[ChatMessage], ref: ValueRef) -> list[ChatMessage]:
@@ -212,50 +201,35 @@ def _shortened(messages: list[ChatMessage], ref: ValueRef) -> list[ChatMessage]:
     return messages
 
 
-def _request_side(span: Span) -> tuple[list[ChatMessage], ShownText]:
-    ref = value_ref(span, "inputs")
-    asked = messages_from_inputs(span.inputs)
-    if asked is not None:
-        return _shortened(asked, ref), ShownText("")
-    if (text := _single_text(span.inputs)) is not None:
-        return _shortened([ChatMessage("user", text)], ref), ShownText("")
-    return [], shown_json(span, "inputs")
+def _side(span: Span, field: str, role: str) -> tuple[list[ChatMessage], ShownText]:
+    """Messages from a span's inputs (``role`` user) or outputs (assistant), else the value as JSON."""
+    value = getattr(span, field)
+    found = messages_from_inputs(value) if field == "inputs" else messages_from_outputs(value)
+    if found is None and (text := _single_text(value)) is not None:
+        found = [ChatMessage(role, text)]
+    if found is None:
+        return [], shown_json(span, field)
+    return _shortened(found, value_ref(span, field)), ShownText("")
 
 
-def _response_side(span: Span) -> tuple[list[ChatMessage], ShownText]:
-    ref = value_ref(span, "outputs")
-    answered = messages_from_outputs(span.outputs)
-    if answered is not None:
-        return _shortened(answered, ref), ShownText("")
-    if (text := _single_text(span.outputs)) is not None:
-        return _shortened([ChatMessage("assistant", text)], ref), ShownText("")
-    return [], shown_json(span, "outputs")
-
-
-def conversation_for(
-    request_span: Span | None, response_span: Span | None = None, root: Span | None = None
-) -> Conversation:
-    """Chat bubbles from the request span's inputs and the response span's outputs (see ``conversation``)."""
-    conversation = Conversation(messages=[], root=root, request_span=request_span, response_span=response_span)
-    if request_span is not None and request_span.inputs is not None:
-        asked, conversation.request_json = _request_side(request_span)
+def conversation_for(spans: Sequence[Span]) -> Conversation:
+    """The conversation of a trace's (loaded) spans, from the spans ``traces.conversation`` picks."""
+    source = conversation_spans(SpanRow.of(s) for s in spans)
+    by_id = {s.span_id: s for s in spans}
+    conversation = Conversation(messages=[], source=source)
+    request = by_id.get(source.request.span_id) if source.request else None
+    if request is not None and request.inputs is not None:
+        asked, conversation.request_json = _side(request, "inputs", "user")
         conversation.messages.extend(asked)
-        ref = value_ref(request_span, "inputs")
+        ref = value_ref(request, "inputs")
         conversation.request_ref = ref if ref.partial else None
-    if response_span is not None and response_span.outputs is not None:
-        answered, conversation.response_json = _response_side(response_span)
+    response = by_id.get(source.response.span_id) if source.response else None
+    if response is not None and response.outputs is not None:
+        answered, conversation.response_json = _side(response, "outputs", "assistant")
         conversation.messages.extend(answered)
-        ref = value_ref(response_span, "outputs")
+        ref = value_ref(response, "outputs")
         conversation.response_ref = ref if ref.partial else None
     return conversation
-
-
-def _conversation_of(spans: Sequence[Span], root: Span | None) -> Conversation:
-    picked: ConversationSpans = conversation_spans(SpanRow.of(s) for s in spans)
-    by_id = {s.span_id: s for s in spans}
-    request = by_id.get(picked.request.span_id) if picked.request else None
-    response = by_id.get(picked.response.span_id) if picked.response else None
-    return conversation_for(request, response, root)
 
 
 @dataclass(slots=True)
@@ -520,7 +494,7 @@ def build_trace_view(
         trace=trace,
         spans=spans,
         root=root,
-        conversation=_conversation_of(spans, root),
+        conversation=conversation_for(spans),
         retrievers=retrievers,
         tool_calls=tools,
         tool_call_count=len(tool_nodes),

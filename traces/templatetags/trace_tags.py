@@ -168,19 +168,18 @@ def _source_link(span: Any, span_url: str) -> SafeString:
 
 @register.simple_tag
 def conversation_source(conversation: Any, span_url: str) -> str:
-    """Which span the conversation shown comes from (``rendering.Conversation``), with links to them."""
-    request, response, root = conversation.request_span, conversation.response_span, conversation.root
+    """Which span the conversation shown comes from (``conversation.ConversationSpans``), with links."""
+    source = conversation.source
+    request, response, root = source.request, source.response, source.root
     if request is None and response is None:
         return ""
-    if conversation.from_root:
+    if source.from_root:
         return format_html("From the root span {}.", _source_link(root, span_url))
-    if conversation.same_span:
-        source = request or response
-        root_name = root.name if root is not None else ""
+    if source.same_span:
         return format_html(
             "From span {}: the root span <strong>{}</strong> recorded no request or response.",
-            _source_link(source, span_url),
-            root_name,
+            _source_link(request or response, span_url),
+            root.name if root is not None else "",
         )
 
     def side(label: str, span: Any) -> SafeString:
