@@ -18,7 +18,7 @@ then the chat and the answer live in a child. The rule:
 
 The rule works on light rows (:class:`SpanRow`: ids, times, type and whether inputs/outputs are
 present), so callers fetch those for many traces in one query and load values only for the
-spans it picks; :func:`conversation_io` does exactly that for a batch of traces in two queries.
+spans it picks; :func:`conversation_io` does that for a batch of traces in at most three queries.
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ def _pick(ordered: list[SpanRow], present: str) -> SpanRow | None:
 def conversation_spans(rows: Iterable[SpanRow]) -> ConversationSpans:
     """Which span supplies the request and which the response, by the rule above (no queries)."""
     spans = list(rows)
+    roots = [r for r in spans if not r.parent_id]
+    if len(roots) == 1 and roots[0].has_inputs and roots[0].has_outputs:
+        return ConversationSpans(root=roots[0], request=roots[0], response=roots[0])  # the usual trace
     depth = _depths(spans)
     reachable = [(i, r) for i, r in enumerate(spans) if r.span_id in depth]
     if not reachable:
@@ -192,9 +195,9 @@ def span_rows_by_trace(trace_pks: Collection[int]) -> dict[int, list[SpanRow]]:
         .values_list("trace_id", *SPAN_ROW_FIELDS, "has_inputs", "has_outputs")
     )
     by_trace: dict[int, list[SpanRow]] = defaultdict(list)
-    for trace_pk, pk, span_id, parent_id, start, end, span_type, name, has_in, has_out in rows.iterator(
-        chunk_size=5000
-    ):
+    # A plain query, not a server-side cursor: the rows of one batch fit in memory, and psycopg
+    # binds the long id list client-side far slower for a named cursor.
+    for trace_pk, pk, span_id, parent_id, start, end, span_type, name, has_in, has_out in rows:
         by_trace[trace_pk].append(
             SpanRow(span_id, parent_id, start, end, span_type, bool(has_in), bool(has_out), name=name, pk=pk)
         )
@@ -222,11 +225,23 @@ def _text_of(field: str, pks: set[int]) -> Expression:
     return Case(When(Q(pk__in=pks), then=Cast(field, TextField())), default=None, output_field=TextField())
 
 
-def conversation_io(trace_pks: Collection[int]) -> dict[int, ConversationIO]:
-    """Request and response of each trace by the rule, for any number of traces in two queries.
+def _root_values(trace_pks: Collection[int]) -> dict[int, list[tuple[str, Any, Any]]]:
+    """Per trace, its true roots (no parent) with their inputs and outputs: one query."""
+    from .models import Span
 
-    Traces without spans are left out of the result.
-    """
+    rows = (
+        Span.objects.filter(trace_id__in=trace_pks, parent_id="")
+        .annotate(inputs_text=Cast("inputs", TextField()), outputs_text=Cast("outputs", TextField()))
+        .values_list("trace_id", "span_id", "inputs_text", "outputs_text")
+    )
+    roots: dict[int, list[tuple[str, Any, Any]]] = defaultdict(list)
+    for trace_pk, span_id, inputs, outputs in rows:
+        roots[trace_pk].append((span_id, _loads(inputs), _loads(outputs)))
+    return roots
+
+
+def _picked_values(trace_pks: Collection[int]) -> dict[int, ConversationIO]:
+    """The whole rule for these traces: their spans' light rows, then the picked values (two queries)."""
     from .models import Span
 
     chosen = {pk: conversation_spans(rows) for pk, rows in span_rows_by_trace(trace_pks).items()}
@@ -239,7 +254,7 @@ def conversation_io(trace_pks: Collection[int]) -> dict[int, ConversationIO]:
             .annotate(inputs_text=_text_of("inputs", request_pks), outputs_text=_text_of("outputs", response_pks))
             .values_list("pk", "inputs_text", "outputs_text")
         )
-        values = {pk: (_loads(i), _loads(o)) for pk, i, o in rows.iterator(chunk_size=500)}
+        values = {pk: (_loads(i), _loads(o)) for pk, i, o in rows}
     result: dict[int, ConversationIO] = {}
     for trace_pk, spans in chosen.items():
         request, response = spans.request, spans.response
@@ -249,4 +264,26 @@ def conversation_io(trace_pks: Collection[int]) -> dict[int, ConversationIO]:
             request_span_id=request.span_id if request is not None else None,
             response_span_id=response.span_id if response is not None else None,
         )
+    return result
+
+
+def conversation_io(trace_pks: Collection[int]) -> dict[int, ConversationIO]:
+    """Request and response of each trace by the rule, for any number of traces in one to three queries.
+
+    Most traces have one root that recorded both: one query reads those, as MLflow would. The
+    others (a wrapper root, several roots, none) go through :func:`conversation_spans` with all
+    their spans. Traces without spans are left out of the result.
+    """
+    result: dict[int, ConversationIO] = {}
+    others: list[int] = []
+    roots = _root_values(trace_pks)
+    for trace_pk in trace_pks:
+        found = roots.get(trace_pk, [])
+        if len(found) == 1 and has_value(found[0][1]) and has_value(found[0][2]):
+            span_id, inputs, outputs = found[0]
+            result[trace_pk] = ConversationIO(inputs, outputs, span_id, span_id)
+        else:
+            others.append(trace_pk)
+    if others:
+        result.update(_picked_values(others))
     return result

@@ -180,14 +180,22 @@ def test_conversation_io_matches_the_root_when_the_root_recorded_both(import_sam
 
 
 @pytest.mark.django_db
-def test_conversation_io_takes_two_queries_for_any_number_of_traces(import_sample, django_assert_num_queries) -> None:
+def test_conversation_io_takes_at_most_three_queries_for_any_number_of_traces(
+    import_sample, django_assert_num_queries
+) -> None:
     traces = [make_trace(n_spans=6) for _ in range(30)]
-    wrapper = import_sample("multi_turn_wrapper_root.json")
-    with django_assert_num_queries(2):
-        found = conversation_io([*(t.pk for t in traces), wrapper.pk])
-    assert len(found) == 31
-    assert found[wrapper.pk].inputs["messages"][0]["content"].startswith("I have a model logged in MLflow")
+    with django_assert_num_queries(1):  # every root recorded both: read like MLflow reads them
+        found = conversation_io([t.pk for t in traces])
     assert all(found[t.pk].outputs == "Inputs, outputs and metadata." for t in traces)
+    wrappers = [import_sample("multi_turn_wrapper_root.json"), import_sample("error_trace.json")]
+    with django_assert_num_queries(3):
+        found = conversation_io([*(t.pk for t in traces), *(w.pk for w in wrappers)])
+    assert len(found) == 32
+    assert found[wrappers[0].pk].inputs["messages"][0]["content"].startswith("I have a model logged in MLflow")
+    failing = Span.objects.get(trace=wrappers[1], parent_id="")
+    assert (found[wrappers[1].pk].inputs, found[wrappers[1].pk].outputs) == ({"request": {"x": 3}}, None)
+    assert found[wrappers[1].pk].request_span_id == failing.span_id
+    assert found[wrappers[1].pk].response_span_id is None  # the failed tool recorded no outputs either
 
 
 # ---------------------------------------------------------------- on the pages
