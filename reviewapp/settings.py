@@ -7,6 +7,7 @@ production sets ``DATABASE_URL``, ``SECRET_KEY``, ``DEBUG=0`` and ``ALLOWED_HOST
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,14 +28,17 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number from the environment (``_`` allowed as a separator); a bad value stops start-up clearly."""
+    raw = os.environ.get(name, "").strip().replace("_", "")
     if not raw:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    in_range = f"a whole number from {minimum:,} to {maximum:,}" if maximum is not None else ""
+    if not (raw.isascii() and re.fullmatch(r"-?[0-9]+", raw)):
+        raise ImproperlyConfigured(f"{name} must be {in_range or 'a whole number'}, not {raw[:40]!r}.")
+    value = int(raw)
+    if maximum is not None and not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be {in_range} (got {raw[:40]!r}).")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}.")
     return value
@@ -229,6 +233,12 @@ REVIEW_HEARTBEAT_MAX_SECONDS = env_int("REVIEW_HEARTBEAT_MAX_SECONDS", 120, mini
 
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))
+
+# Characters of one trace value (a message, a span's inputs, a tool's result) that the trace page,
+# the span panel and the review screen show before cutting it, with "show all" / download links.
+# A value longer than max(1,000,000, 10 x this) characters of JSON is read from the database only
+# that far, so huge payloads never load whole for a page.
+TRACE_VALUE_LIMIT = env_int("TRACE_VALUE_LIMIT", 20_000, minimum=200, maximum=10_000_000)
 
 LOGGING = {
     "version": 1,

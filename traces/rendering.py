@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .conversation import ConversationSpans, SpanRow, conversation_spans
+from .large_values import ShownText, ValueRef, read_limit, shorten, value_limit
 from .models import Assessment, Span, Trace
 
 MESSAGE_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "model", "human", "ai"}
@@ -21,21 +23,38 @@ CHAT_SPAN_TYPES = {"CHAT_MODEL", "LLM"}
 DOCUMENTS_SHOWN = 20  # across all retrievers; each retriever shows at least MIN_DOCUMENTS_EACH
 MIN_DOCUMENTS_EACH = 3
 TOOL_CALLS_SHOWN = 20
-JSON_PREVIEW_CHARS = 20_000
+TOOL_VALUE_CHARS = 5_000  # each tool call's arguments and result (or the value limit if lower)
+DOCUMENT_CHARS = 1_500  # each retrieved document's text (or the value limit if lower)
 
 
-def pretty_json(value: Any, limit: int = JSON_PREVIEW_CHARS) -> str:
-    """Indented JSON (strings as they are), cut at ``limit`` characters so huge payloads stay cheap."""
+def _json_text(value: Any) -> str:
+    """Indented JSON, strings as they are."""
     if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            text = repr(value)
+        return value
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def pretty_json(value: Any, limit: int | None = None) -> str:
+    """Indented JSON (strings as they are), cut at ``limit`` characters (the value limit by default)."""
+    text = _json_text(value)
+    limit = value_limit() if limit is None else limit
     if len(text) > limit:
         return text[:limit] + f"\n… ({len(text) - limit:,} more characters)"
     return text
+
+
+def value_ref(span: Span, field: str) -> ValueRef:
+    """Where a span's value is stored, with its full length when the loader measured it."""
+    total = getattr(span, "payload_chars", {}).get(field)
+    return ValueRef(span.span_id, field, total, partial=total is not None and total > read_limit())
+
+
+def shown_json(span: Span, field: str, limit: int | None = None) -> ShownText:
+    """A span value as the page shows it: indented JSON cut at the limit, with a link to all of it."""
+    return shorten(_json_text(getattr(span, field)), value_ref(span, field), limit)
 
 
 @dataclass(slots=True)
@@ -50,6 +69,8 @@ class ChatMessage:
     text: str
     tool_calls: list[ToolCallRequest] = field(default_factory=list)
     name: str = ""
+    hidden_chars: int = 0  # characters of the text left off the page
+    ref: ValueRef | None = None  # the span value the message comes from, when shortened
 
     @property
     def css_role(self) -> str:
@@ -159,36 +180,61 @@ def _single_text(value: Any) -> str | None:
 
 @dataclass(slots=True)
 class Conversation:
+    """The request and the response as chat bubbles (or JSON), and the spans they come from."""
+
     messages: list[ChatMessage]
-    request_json: str = ""  # when the request is not chat-shaped
-    response_json: str = ""
+    source: ConversationSpans = field(default_factory=lambda: ConversationSpans(None, None, None))
+    request_json: ShownText = field(default_factory=lambda: ShownText(""))  # when the request is not chat-shaped
+    response_json: ShownText = field(default_factory=lambda: ShownText(""))
+    request_ref: ValueRef | None = None  # set when only the beginning of the value was read
+    response_ref: ValueRef | None = None
 
 
-def conversation_for(root: Span | None) -> Conversation:
-    if root is None:
-        return Conversation(messages=[])
-    messages: list[ChatMessage] = []
-    request_json = response_json = ""
-    asked = messages_from_inputs(root.inputs)
-    if asked is not None:
-        messages.extend(asked)
-    elif (text := _single_text(root.inputs)) is not None:
-        messages.append(ChatMessage("user", text))
-    elif root.inputs is not None:
-        request_json = pretty_json(root.inputs)
-    answered = messages_from_outputs(root.outputs)
-    if answered is not None:
-        messages.extend(answered)
-    elif (text := _single_text(root.outputs)) is not None:
-        messages.append(ChatMessage("assistant", text))
-    elif root.outputs is not None:
-        response_json = pretty_json(root.outputs)
-    return Conversation(messages=messages, request_json=request_json, response_json=response_json)
+def _shortened(messages: list[ChatMessage], ref: ValueRef) -> list[ChatMessage]:
+    limit = value_limit()
+    for message in messages:
+        if len(message.text) > limit:
+            message.hidden_chars = len(message.text) - limit
+            message.text = message.text[:limit]
+        if message.hidden_chars or ref.partial:
+            message.ref = ref
+    return messages
+
+
+def _side(span: Span, field: str, role: str) -> tuple[list[ChatMessage], ShownText]:
+    """Messages from a span's inputs (``role`` user) or outputs (assistant), else the value as JSON."""
+    value = getattr(span, field)
+    found = messages_from_inputs(value) if field == "inputs" else messages_from_outputs(value)
+    if found is None and (text := _single_text(value)) is not None:
+        found = [ChatMessage(role, text)]
+    if found is None:
+        return [], shown_json(span, field)
+    return _shortened(found, value_ref(span, field)), ShownText("")
+
+
+def conversation_for(spans: Sequence[Span]) -> Conversation:
+    """The conversation of a trace's (loaded) spans, from the spans ``traces.conversation`` picks."""
+    source = conversation_spans(SpanRow.of(s) for s in spans)
+    by_id = {s.span_id: s for s in spans}
+    conversation = Conversation(messages=[], source=source)
+    request = by_id.get(source.request.span_id) if source.request else None
+    if request is not None and request.inputs is not None:
+        asked, conversation.request_json = _side(request, "inputs", "user")
+        conversation.messages.extend(asked)
+        ref = value_ref(request, "inputs")
+        conversation.request_ref = ref if ref.partial else None
+    response = by_id.get(source.response.span_id) if source.response else None
+    if response is not None and response.outputs is not None:
+        answered, conversation.response_json = _side(response, "outputs", "assistant")
+        conversation.messages.extend(answered)
+        ref = value_ref(response, "outputs")
+        conversation.response_ref = ref if ref.partial else None
+    return conversation
 
 
 @dataclass(slots=True)
 class RetrievedDocument:
-    content: str
+    content: ShownText
     doc_uri: str
     link: str  # doc_uri when it is http(s), else ""
     doc_id: str
@@ -202,6 +248,12 @@ class RetrieverCall:
     query: str
     documents: list[RetrievedDocument]
     show: int = DOCUMENTS_SHOWN
+    ref: ValueRef | None = None  # the retriever's outputs: every document in full
+
+    @property
+    def partial(self) -> bool:
+        """Only the beginning of the outputs was read: there may be more documents than listed."""
+        return self.ref is not None and self.ref.partial
 
     @property
     def shown(self) -> list[RetrievedDocument]:
@@ -229,16 +281,17 @@ def _score(value: Any) -> float | None:
         return None
 
 
-def to_document(raw: Any) -> RetrievedDocument:
+def to_document(raw: Any, ref: ValueRef | None = None) -> RetrievedDocument:
+    limit = min(DOCUMENT_CHARS, value_limit())
     if not isinstance(raw, dict):
-        return RetrievedDocument(pretty_json(raw), "", "", "", None, {})
+        return RetrievedDocument(shorten(_json_text(raw), ref, limit), "", "", "", None, {})
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     uri = str(metadata.get("doc_uri") or raw.get("doc_uri") or metadata.get("source") or "")
     score = _score(raw.get("score", metadata.get("score")))
     content = raw.get("page_content", raw.get("content", raw.get("text")))
     other = {k: v for k, v in metadata.items() if k not in ("doc_uri", "score")}
     return RetrievedDocument(
-        content=pretty_json(content) if content is not None else "",
+        content=shorten(_json_text(content), ref, limit) if content is not None else ShownText(""),
         doc_uri=uri,
         link=safe_link(uri),
         doc_id=str(raw.get("id") or metadata.get("chunk_id") or ""),
@@ -247,11 +300,11 @@ def to_document(raw: Any) -> RetrievedDocument:
     )
 
 
-def documents_of(outputs: Any) -> list[RetrievedDocument]:
+def documents_of(outputs: Any, ref: ValueRef | None = None) -> list[RetrievedDocument]:
     raw = outputs.get("documents") if isinstance(outputs, dict) else outputs
     if not isinstance(raw, list):
         return []
-    return [to_document(item) for item in raw]
+    return [to_document(item, ref) for item in raw]
 
 
 def _query_text(inputs: Any) -> str:
@@ -268,12 +321,14 @@ class ToolCall:
     error: str
 
     @property
-    def arguments(self) -> str:
-        return pretty_json(self.span.inputs, limit=5000)
+    def arguments(self) -> ShownText:
+        return shown_json(self.span, "inputs", min(TOOL_VALUE_CHARS, value_limit()))
 
     @property
-    def result(self) -> str:
-        return pretty_json(self.span.outputs, limit=5000) if self.span.outputs is not None else ""
+    def result(self) -> ShownText:
+        if self.span.outputs is None:
+            return ShownText("")
+        return shown_json(self.span, "outputs", min(TOOL_VALUE_CHARS, value_limit()))
 
 
 @dataclass(slots=True)
@@ -418,7 +473,12 @@ def build_trace_view(
     nodes = flatten(tree)
     root = tree[0].span if tree else None
     retrievers = [
-        RetrieverCall(span=s, query=_query_text(s.inputs), documents=documents_of(s.outputs))
+        RetrieverCall(
+            span=s,
+            query=_query_text(s.inputs),
+            documents=documents_of(s.outputs, value_ref(s, "outputs")),
+            ref=value_ref(s, "outputs"),
+        )
         for s in spans
         if s.span_type == "RETRIEVER"
     ]
@@ -434,7 +494,7 @@ def build_trace_view(
         trace=trace,
         spans=spans,
         root=root,
-        conversation=conversation_for(root),
+        conversation=conversation_for(spans),
         retrievers=retrievers,
         tool_calls=tools,
         tool_call_count=len(tool_nodes),

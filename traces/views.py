@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
 from .access import can_explore_traces
-from .loading import load_spans_for_view
+from .large_values import ShownText, loads_json, read_limit
+from .loading import PANEL_FIELDS, full_value_text, load_span_for_panel, load_spans_for_view
 from .models import Span, Trace
-from .rendering import build_trace_view, pretty_json
+from .rendering import build_trace_view, shown_json
 from .search import TraceFilterForm, traces_for_list
 from .templatetags.trace_tags import SPAN_TREE_LIMIT
 
@@ -53,6 +58,8 @@ def get_trace_for_user(request: HttpRequest, trace_id: str) -> Trace:
 @require_GET
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     trace = get_trace_for_user(request, trace_id)
+    if request.GET.get("value"):
+        return span_value_response(request, trace)
     if request.GET.get("span"):
         return _span_detail(request, trace)
     view = build_trace_view(
@@ -73,7 +80,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 def _span_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
     """One span's inputs/outputs: the side panel (HTMX) or the trace page with the panel filled."""
-    span = Span.objects.filter(trace=trace, span_id=request.GET["span"]).first()
+    span = load_span_for_panel(trace.pk, request.GET["span"])
     if span is None:
         raise Http404("No such span in this trace.")
     context = {"trace": trace, "selected": span, "selected_json": span_json(span)}
@@ -84,11 +91,43 @@ def _span_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
     return render(request, "traces/trace_detail.html", context)
 
 
-def span_json(span: Span) -> dict[str, str]:
-    """A span's payloads as readable JSON for the span panel."""
-    return {
-        "inputs": pretty_json(span.inputs),
-        "outputs": pretty_json(span.outputs),
-        "attributes": pretty_json(span.attributes),
-        "events": pretty_json(span.events) if span.events else "",
-    }
+def span_json(span: Span) -> dict[str, ShownText]:
+    """A span's values as readable JSON for the span panel, each cut at the value limit."""
+    shown = {field: shown_json(span, field) for field in PANEL_FIELDS}
+    if not span.events:
+        shown["events"] = ShownText("")
+    return shown
+
+
+def span_value_response(request: HttpRequest, trace: Trace) -> HttpResponse:
+    """All of one span value: ``?span=<span id>&value=<inputs|outputs|attributes|events>[&download=1]``.
+
+    The caller has applied the page's access check to ``trace``: the trace page here, the
+    review item's view for its own URL. A JSON string is shown as plain text; ``download=1``
+    gives the stored JSON as a file.
+    """
+    field = request.GET.get("value", "")
+    if field not in PANEL_FIELDS:
+        return HttpResponseBadRequest(
+            f"Unknown value {field[:40]!r}: ask for one of {', '.join(PANEL_FIELDS)}.", content_type="text/plain"
+        )
+    span_id = request.GET.get("span", "")
+    found, text = full_value_text(trace.pk, span_id, field)
+    if not found:
+        raise Http404("No such span in this trace.")
+    text = "null" if text is None else text
+    download = request.GET.get("download") == "1"
+    name = "-".join(slugify(part) or "value" for part in (trace.trace_id, span_id, field))
+    if download:
+        response = HttpResponse(text, content_type="application/json; charset=utf-8")
+        response["Content-Disposition"] = content_disposition_header(True, f"{name}.json")
+        return response
+    value = loads_json(text) if text.startswith('"') or len(text) <= read_limit() else None
+    if isinstance(value, str):
+        response = HttpResponse(value, content_type="text/plain; charset=utf-8")
+    else:
+        if value is not None:  # small enough to indent for reading
+            text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        response = HttpResponse(text, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(False, f"{name}.json")
+    return response

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from traces.models import Span
-from traces.views import span_json
+from traces.loading import load_span_for_panel
+from traces.views import span_json, span_value_response
 
 from .. import claims, submissions
 from ..access import is_session_reviewer, reviewable_sessions, visible_items
@@ -161,6 +161,8 @@ def _reload(item: ReviewItem) -> ReviewItem:
 def review_item(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
     session = _get_session_for_reviewer(request, session_pk)
     item = _get_item(request, session, item_pk)
+    if request.GET.get("value"):
+        return span_value_response(request, item.trace)  # "show all" / download of one cut value
     if request.GET.get("span"):
         return _span_detail(request, item)
     if session.status == SessionStatus.ACTIVE and is_session_reviewer(request.user, session):
@@ -217,7 +219,7 @@ def flag(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
 
 
 def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
-    span = Span.objects.filter(trace_id=item.trace_id, span_id=request.GET["span"]).first()
+    span = load_span_for_panel(item.trace_id, request.GET["span"])
     if span is None:
         raise Http404("No such span in this trace.")
     context = {"selected": span, "selected_json": span_json(span)}

@@ -82,6 +82,17 @@ EXPECTED: dict[str, tuple[str, str, list[tuple[str, str | None]]]] = {
         [("failing_agent", None), ("flaky_tool", "failing_agent")],
     ),
     "eval_trace_with_scorer_feedback.json": ("tr-6dfcc13b3af925ee687f0f4b683bd8bb", "OK", [("predict_fn", None)]),
+    "multi_turn_wrapper_root.json": (
+        "tr-5c0f7c6a1e2b4d3f8a9b0c1d2e3f4a5b",
+        "OK",
+        [
+            ("handle_chat_request", None),
+            ("chat_agent", "handle_chat_request"),
+            ("generate_content", "chat_agent"),
+            ("generate_k8s_manifest", "chat_agent"),
+            ("generate_content", "chat_agent"),
+        ],
+    ),
     "nested_tool_spans.json": (
         NESTED_TRACE_ID,
         "OK",

@@ -25,6 +25,7 @@ CONTROLLED = {
     "LOGIN_THROTTLE",
     "LOGIN_FAILURE_LIMIT",
     "LOGIN_COOLOFF_MINUTES",
+    "TRACE_VALUE_LIMIT",
 }
 PRODUCTION = {"DEBUG": "0", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "testserver"}
 PROBE = (
@@ -147,3 +148,24 @@ def test_bad_numbers_in_the_environment_fail_clearly(name: str, value: str, mess
     result = probe(THROTTLE, **{name: value})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def limit_probe(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
+    clean.update(env, DJANGO_SETTINGS_MODULE="reviewapp.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.TRACE_VALUE_LIMIT)"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("raw", "limit"), [(None, 20_000), ("", 20_000), ("5000", 5_000), (" 50_000 ", 50_000)])
+def test_trace_value_limit_comes_from_the_environment(raw: str | None, limit: int) -> None:
+    result = limit_probe() if raw is None else limit_probe(TRACE_VALUE_LIMIT=raw)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(limit)
+
+
+@pytest.mark.parametrize("raw", ["abc", "-5", "1.5", "10", "99999999999", "²"])
+def test_a_bad_trace_value_limit_stops_the_app_with_one_clear_line(raw: str) -> None:
+    result = limit_probe(TRACE_VALUE_LIMIT=raw)
+    assert result.returncode != 0
+    assert "TRACE_VALUE_LIMIT must be a whole number from 200 to 10,000,000" in result.stderr

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -136,3 +139,53 @@ def pretty(value: Any) -> str:
     from traces.rendering import pretty_json
 
     return pretty_json(value, limit=2000)
+
+
+@register.inclusion_tag("traces/_shortened.html")
+def shortened(shown: Any, base: str) -> dict[str, Any]:
+    """Under a cut value: how much is left off, and "show all" / download links to the stored value.
+
+    ``shown`` is anything with ``hidden_chars`` and ``ref`` (``ShownText``, ``ChatMessage``) or a
+    ``ValueRef``; ``base`` is the page's URL (the trace page or the review item).
+    """
+    ref = getattr(shown, "ref", shown)
+    hidden = getattr(shown, "hidden_chars", 0)
+    partial = bool(ref is not None and getattr(ref, "partial", False))
+    return {"show": bool(hidden) or partial, "hidden": hidden, "ref": ref, "base": base}
+
+
+def _source_link(span: Any, span_url: str) -> SafeString:
+    url = f"{span_url}?span={quote(span.span_id, safe='')}"
+    return format_html(
+        '<span class="badge type {1}">{2}</span>\xa0<a class="source-link" href="{0}#span-detail" hx-get="{0}" '
+        'hx-target="#span-detail" hx-swap="outerHTML">{3}</a>',
+        url,
+        span_type_class(span.span_type),
+        span.span_type,
+        span.name,
+    )
+
+
+@register.simple_tag
+def conversation_source(conversation: Any, span_url: str) -> str:
+    """Which span the conversation shown comes from (``conversation.ConversationSpans``), with links."""
+    source = conversation.source
+    request, response, root = source.request, source.response, source.root
+    if request is None and response is None:
+        return ""
+    if source.from_root:
+        return format_html("From the root span {}.", _source_link(root, span_url))
+    if source.same_span:
+        return format_html(
+            "From span {}: the root span <strong>{}</strong> recorded no request or response.",
+            _source_link(request or response, span_url),
+            root.name if root is not None else "",
+        )
+
+    def side(label: str, span: Any) -> SafeString:
+        if span is None:
+            return format_html("{} recorded by no span", label)
+        where = "the root span" if root is not None and span.span_id == root.span_id else "span"
+        return format_html("{} from {} {}", label, where, _source_link(span, span_url))
+
+    return format_html("{} · {}.", side("Request", request), side("response", response))
