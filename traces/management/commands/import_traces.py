@@ -6,12 +6,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
-from traces.ingest import StoreResult, TraceFormatError, expand_paths, read_trace_file, resolve_experiment, store_traces
-
-CHUNK = 500
+from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
 
 
 class Command(BaseCommand):
@@ -38,21 +35,17 @@ class Command(BaseCommand):
         progress = tqdm(files, unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
         for path in progress:
             try:
-                records = read_trace_file(path)
-            except TraceFormatError as exc:
+                stored = import_trace_file(path, experiment=experiment)
+            except TraceFormatError as exc:  # the whole file was rolled back
                 failed += 1
                 self._error(progress, f"error: {path}: {exc}")
                 continue
-            try:
-                with transaction.atomic():
-                    stored = StoreResult()
-                    for start in range(0, len(records), CHUNK):
-                        stored.add(store_traces(records[start : start + CHUNK], experiment=experiment))
-            except DatabaseError as exc:
-                # The whole file is rolled back; say why in one line.
+            except Exception as exc:  # a bug, not bad input: still one line, and the other files go on
                 failed += 1
-                self._error(progress, f"error: {path}: the database refused this file ({_first_line(exc)})")
+                self._error(progress, f"error: {path}: unexpected {type(exc).__name__} ({_first_line(exc)})")
                 continue
+            for trace_id, warning in stored.warnings:
+                self._error(progress, f"warning: {path}: {trace_id}: {warning}")
             total.add(stored)
             progress.set_postfix(imported=total.created, updated=total.updated, failed=failed)
         self.stdout.write(
