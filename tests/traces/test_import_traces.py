@@ -652,6 +652,10 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes | None], str]] = {
     "blank": (lambda: b"  \n\n  ", "the file is empty"),
     "object-of-another-kind": (lambda: b'{"foo": 1}', "not an MLflow trace"),
     "number": (lambda: b"42", "expected a JSON object or list"),
+    "key-with-a-newline": (
+        lambda: b'{"a\\nb": 1, "\\r": 2}',
+        "not an MLflow trace: no 'info' or 'trace_info' object (keys: \\r, a\\nb)",
+    ),
     "string": (lambda: b'"hello"', "expected a JSON object or list"),
     "null": (lambda: b"null", "expected a JSON object or list"),
     "missing-trace-id": (lambda: rag_with(lambda d: d["info"].pop("trace_id")), "missing trace_id"),

@@ -42,7 +42,7 @@ def nested_with_parents(tmp_path: Path, **parents: str) -> Path:
 def drawn_span_rows(client: Client, trace: Trace) -> int:
     response = client.get(trace.get_absolute_url())
     assert response.status_code == 200
-    return response.content.decode().count('class="span-row') + response.content.decode().count(' span-row')
+    return response.content.decode().count('class="span-row') + response.content.decode().count(" span-row")
 
 
 @pytest.fixture

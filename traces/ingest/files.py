@@ -113,13 +113,14 @@ def _records(handle: BinaryIO) -> Iterator[TraceRecord]:
         yield from _line_records(number, document)
 
 
-def iter_trace_batches(path: Path, batch_size: int = BATCH_TRACES) -> Iterator[list[TraceRecord]]:
+def iter_trace_batches(path: Path, batch_size: int | None = None) -> Iterator[list[TraceRecord]]:
     """The traces of one file, ``batch_size`` at a time, or :class:`TraceFormatError` saying why not.
 
     JSON Lines are read and parsed line by line, so memory stays flat however long the file;
     a JSON document (one trace, a list, a REST response, OTLP) is read whole.
     """
     _check_file(path)
+    batch_size = batch_size or BATCH_TRACES
     try:
         with path.open("rb") as handle:
             batch: list[TraceRecord] = []
@@ -140,7 +141,7 @@ def read_trace_file(path: Path) -> list[TraceRecord]:
 
 
 def import_trace_file(
-    path: Path, *, experiment: Experiment | None = None, batch_size: int = BATCH_TRACES
+    path: Path, *, experiment: Experiment | None = None, batch_size: int | None = None
 ) -> StoreResult:
     """Store every trace of one file, or nothing: :class:`TraceFormatError` says why the file was refused.
 
@@ -151,7 +152,7 @@ def import_trace_file(
     try:
         with transaction.atomic():
             result = StoreResult()
-            for batch in iter_trace_batches(path, batch_size):
+            for batch in iter_trace_batches(path, batch_size or BATCH_TRACES):
                 result.add(store_traces(batch, experiment=experiment))
     except DatabaseError as exc:
         raise TraceFormatError(f"the database refused this file ({_first_line(exc)})") from None

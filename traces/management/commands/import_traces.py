@@ -42,7 +42,7 @@ class Command(BaseCommand):
                 continue
             except Exception as exc:  # a bug, not bad input: still one line, and the other files go on
                 failed += 1
-                self._error(progress, f"error: {path}: unexpected {type(exc).__name__} ({_first_line(exc)})")
+                self._error(progress, f"error: {path}: internal error ({type(exc).__name__}: {_first_line(exc)})")
                 continue
             for trace_id, warning in stored.warnings:
                 self._error(progress, f"warning: {path}: {trace_id}: {warning}")
@@ -56,10 +56,16 @@ class Command(BaseCommand):
             raise SystemExit(1)
 
     def _error(self, progress: tqdm, message: str) -> None:
+        message = _one_line(message)
         if progress.disable:
             self.stderr.write(message)
         else:
             progress.write(message, file=sys.stderr)  # keeps the bar intact
+
+
+def _one_line(text: str) -> str:
+    """Control characters from the file (a key with a newline…) escaped, so each message stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _first_line(exc: Exception) -> str:
