@@ -961,6 +961,27 @@ def test_the_explorer_still_opens_after_an_out_of_range_time(tmp_path: Path, cli
     assert RAG_TRACE_ID not in response.content.decode()
 
 
+def test_a_row_the_database_refuses_is_a_django_error_on_every_backend() -> None:
+    """Past the parser's checks, a COPY refusal (raw psycopg) still surfaces as django.db's DatabaseError,
+    which the importer reports as one line; SQLite stores the same row."""
+    from django.db import DatabaseError, connection, transaction
+
+    from traces.ingest import parse_bytes, store_traces
+
+    [record] = parse_bytes((DATA_DIR / NESTED_FILE).read_bytes())
+    record.spans[0].name = "weather\u0000agent"  # bypasses check_span on purpose
+
+    try:
+        with transaction.atomic():
+            store_traces([record])
+    except DatabaseError as exc:
+        assert connection.vendor == "postgresql", exc
+        assert Trace.objects.count() == 0
+    else:
+        assert connection.vendor != "postgresql"
+        assert Trace.objects.get().spans.filter(name="weather\u0000agent").exists()
+
+
 def test_times_at_the_edges_of_the_range_are_kept(tmp_path: Path) -> None:
     document = load_raw(RAG_FILE)
     document["info"]["request_time"] = "2199-12-31T23:59:59.999Z"

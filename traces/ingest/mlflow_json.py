@@ -23,7 +23,7 @@ import orjson
 from .otlp import parse_otlp_request, span_from_otlp
 from .records import AssessmentRecord, SpanRecord, TraceFormatError, TraceRecord
 from .span_cycles import break_parent_cycles
-from .validation import check_assessment, check_depth, check_span, check_trace
+from .validation import check_assessment, check_depth, check_span, check_trace, check_unique_span_ids
 from .values import (
     as_str_dict,
     decode_json_string,
@@ -168,11 +168,7 @@ def _finish_trace(record: TraceRecord, assessments_raw: Any) -> TraceRecord:
     """Break parent loops, fill what the info may leave out from the root span, attach assessments, check."""
     short_id(record.trace_id, what="trace_id")
     short_id(record.experiment_id, what="experiment_id")
-    seen: set[str] = set()
-    for span in record.spans:
-        if span.span_id in seen:
-            raise TraceFormatError(f"span id {span.span_id} appears twice")
-        seen.add(span.span_id)
+    seen = check_unique_span_ids(record.spans)
     record.warnings.extend(break_parent_cycles(record.spans))
     root = next((s for s in record.spans if not s.parent_id or s.parent_id not in seen), None)
     if root is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .records import SpanRecord, TraceFormatError, TraceRecord
 from .span_cycles import break_parent_cycles
-from .validation import check_span, check_trace
+from .validation import check_span, check_trace, check_unique_span_ids
 from .values import decode_json_string, hex_id, otlp_attributes, preview, short_id, timestamp_ns
 
 OTLP_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
@@ -83,13 +83,8 @@ def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> 
 def _trace_from_spans(
     otel_trace_id: str, spans: list[SpanRecord], request_id: str, tags: dict[str, str]
 ) -> TraceRecord:
-    seen: set[str] = set()
-    for span in spans:
-        if span.span_id in seen:
-            raise TraceFormatError(f"span id {span.span_id} appears twice")
-        seen.add(span.span_id)
+    ids = check_unique_span_ids(spans)
     warnings = break_parent_cycles(spans)
-    ids = seen
     root = next((s for s in spans if not s.parent_id or s.parent_id not in ids), spans[0])
     start = min(span.start_time_ns for span in spans)
     ends = [span.end_time_ns for span in spans if span.end_time_ns is not None]

@@ -10,6 +10,7 @@ streaming OTLP receiver batch by batch) runs the same ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,16 @@ def dump_json(value: Any, *, what: str) -> str:
         if "recursion" in str(exc).lower():
             raise TraceFormatError(f"{what} are nested more than {MAX_JSON_DEPTH} levels deep") from None
         raise TraceFormatError(f"{what} cannot be stored as JSON ({exc})") from None
+
+
+def check_unique_span_ids(spans: Sequence[SpanRecord]) -> set[str]:
+    """The span ids of one trace, or :class:`TraceFormatError` if one appears twice."""
+    seen: set[str] = set()
+    for span in spans:
+        if span.span_id in seen:
+            raise TraceFormatError(f"span id {span.span_id} appears twice")
+        seen.add(span.span_id)
+    return seen
 
 
 def check_span(span: SpanRecord, *, what: str) -> SpanRecord:
