@@ -982,6 +982,24 @@ def test_a_row_the_database_refuses_is_a_django_error_on_every_backend() -> None
         assert Trace.objects.get().spans.filter(name="weather\u0000agent").exists()
 
 
+def test_a_bug_while_importing_one_file_is_one_line_and_the_others_still_import(tmp_path: Path, monkeypatch) -> None:
+    from traces.ingest import files
+
+    real_store = files.store_traces
+
+    def store_or_fail(records, **kwargs):
+        if any(r.trace_id == RAG_TRACE_ID for r in records):
+            raise TypeError("something the importer did not expect")
+        return real_store(records, **kwargs)
+
+    monkeypatch.setattr(files, "store_traces", store_or_fail)
+    bad_path = DATA_DIR / RAG_FILE
+
+    run = run_import(bad_path, DATA_DIR / NESTED_FILE)
+
+    assert_rejected_alone(run, bad_path, "internal error (TypeError: something the importer did not expect)")
+
+
 def test_times_at_the_edges_of_the_range_are_kept(tmp_path: Path) -> None:
     document = load_raw(RAG_FILE)
     document["info"]["request_time"] = "2199-12-31T23:59:59.999Z"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -141,7 +141,11 @@ def read_trace_file(path: Path) -> list[TraceRecord]:
 
 
 def import_trace_file(
-    path: Path, *, experiment: Experiment | None = None, batch_size: int | None = None
+    path: Path,
+    *,
+    experiment: Experiment | None = None,
+    batch_size: int | None = None,
+    on_batch: Callable[[StoreResult], None] | None = None,
 ) -> StoreResult:
     """Store every trace of one file, or nothing: :class:`TraceFormatError` says why the file was refused.
 
@@ -154,6 +158,8 @@ def import_trace_file(
             result = StoreResult()
             for batch in iter_trace_batches(path, batch_size or BATCH_TRACES):
                 result.add(store_traces(batch, experiment=experiment))
+                if on_batch is not None:
+                    on_batch(result)  # progress: what this file has stored so far
     except DatabaseError as exc:
         raise TraceFormatError(f"the database refused this file ({_first_line(exc)})") from None
     return result

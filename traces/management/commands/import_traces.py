@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -35,7 +36,9 @@ class Command(BaseCommand):
         progress = tqdm(files, unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
         for path in progress:
             try:
-                stored = import_trace_file(path, experiment=experiment)
+                stored = import_trace_file(
+                    path, experiment=experiment, on_batch=partial(_show_progress, progress, total, failed)
+                )
             except TraceFormatError as exc:  # the whole file was rolled back
                 failed += 1
                 self._error(progress, f"error: {path}: {exc}")
@@ -47,7 +50,7 @@ class Command(BaseCommand):
             for trace_id, warning in stored.warnings:
                 self._error(progress, f"warning: {path}: {trace_id}: {warning}")
             total.add(stored)
-            progress.set_postfix(imported=total.created, updated=total.updated, failed=failed)
+            _show_progress(progress, total, failed, StoreResult())
         self.stdout.write(
             f"{total.created} imported, {total.updated} updated, {failed} failed "
             f"({total.spans} spans from {len(files) - failed} of {len(files)} files)"
@@ -61,6 +64,13 @@ class Command(BaseCommand):
             self.stderr.write(message)
         else:
             progress.write(message, file=sys.stderr)  # keeps the bar intact
+
+
+def _show_progress(progress: tqdm, total: StoreResult, failed: int, this_file: StoreResult) -> None:
+    """Counts beside the bar, updated after every batch (a long JSONL file is one file of many batches)."""
+    progress.set_postfix(
+        imported=total.created + this_file.created, updated=total.updated + this_file.updated, failed=failed
+    )
 
 
 def _one_line(text: str) -> str:
