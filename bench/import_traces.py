@@ -23,7 +23,7 @@ N_TRACES = 10_000
 SPANS = 10
 PAGE_RUNS = 20
 MEMORY_TRACES = 6_500  # × ~15 KB a line: a ~100 MB JSONL file
-RSS_BEFORE_STREAMING_MB = 758  # this bench on the code before issue 9 (the issue measured 729 MB)
+RSS_BEFORE_STREAMING_MB = 623  # this bench on the code before issue 9 (the issue measured 729 MB)
 
 
 def write_jsonl(path: Path, n_traces: int = N_TRACES, first_seed: int = 0) -> int:
