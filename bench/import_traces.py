@@ -1,31 +1,37 @@
-"""Import 10,000 traces × 10 spans into PostgreSQL; render a 2,000-span trace page.
+"""Import 10,000 traces × 10 spans into PostgreSQL; render a 2,000-span trace page; import memory.
 
 Targets (2-core machine): ≥ 1,000 traces/s; detail page < 150 ms with ≤ 15 queries.
-Also reported: how much of the import is parsing, and the rate of re-importing the same file
-(every trace updated), which takes another path through the store.
+Also reported: how much of the import is parsing, the rate of re-importing the same file
+(every trace updated), which takes another path through the store, and the peak memory (RSS)
+of ``manage.py import_traces`` on a ~100 MB JSONL file, which streams in batches: before
+issue 9 it read the whole file and held every parsed trace (729 MB for 100 MB).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import fresh_database, median, percentile, table
+from _common import ROOT, fresh_database, median, percentile, table
 
 N_TRACES = 10_000
 SPANS = 10
 PAGE_RUNS = 20
+MEMORY_TRACES = 6_500  # × ~15 KB a line: a ~100 MB JSONL file
+RSS_BEFORE_STREAMING_MB = 623  # this bench on the code before issue 9 (the issue measured 729 MB)
 
 
-def write_jsonl(path: Path) -> int:
+def write_jsonl(path: Path, n_traces: int = N_TRACES, first_seed: int = 0) -> int:
     from traces.demo import build_trace
 
     size = 0
     with path.open("w") as handle:
-        for seed in range(N_TRACES):
+        for seed in range(first_seed, first_seed + n_traces):
             line = json.dumps(build_trace(n_spans=SPANS, payload_bytes=1000, seed=seed))
             size += len(line)
             handle.write(line + "\n")
@@ -50,6 +56,52 @@ def bench_parse(path: Path) -> float:
     start = time.perf_counter()
     read_trace_file(path)
     return time.perf_counter() - start
+
+
+# Runs import_traces in a fresh interpreter and prints its peak RSS. VmHWM is the high-water mark of
+# the process's own memory since exec; ru_maxrss from wait4() would also count the pages of this
+# (large) bench process that the child had before exec.
+RSS_CHILD = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
+import django
+django.setup()
+from django.core.management import call_command
+call_command("import_traces", *sys.argv[1:], stdout=open(os.devnull, "w"))
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+"""
+
+
+def peak_rss_importing(path: Path) -> tuple[float, float]:
+    """Peak resident memory (MB) and wall time of ``import_traces PATH`` in its own process."""
+    arguments = [str(path), "--experiment", f"bench-rss-{path.stem}"]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, *arguments], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    seconds = time.perf_counter() - start
+    return int(done.stdout.split()[-1]) * 1024 / 1e6, seconds  # VmHWM is in kB (KiB)
+
+
+def bench_memory(tmp: Path) -> list[tuple[str, str, str]]:
+    """Peak RSS importing a ~100 MB JSONL (new trace ids), against a one-trace file (Django's own footprint)."""
+    big = tmp / "memory.jsonl"
+    size = write_jsonl(big, MEMORY_TRACES, first_seed=N_TRACES)
+    tiny = tmp / "tiny.jsonl"
+    write_jsonl(tiny, 1, first_seed=N_TRACES + MEMORY_TRACES)
+    baseline, _ = peak_rss_importing(tiny)
+    peak, seconds = peak_rss_importing(big)
+    return [
+        (
+            f"JSONL import, {MEMORY_TRACES:,} traces in {size / 1e6:.0f} MB: peak RSS",
+            f"{peak:,.0f} MB",
+            f"flat ({RSS_BEFORE_STREAMING_MB} MB before issue 9)",
+        ),
+        ("  peak RSS importing a one-trace file (the process itself)", f"{baseline:,.0f} MB", ""),
+        ("  peak RSS / file size", f"{peak * 1e6 / size:.1f}×" if size else "", "< 1×"),
+        ("  traces/s in its own process (incl. start-up)", f"{MEMORY_TRACES / seconds:,.0f}", ""),
+    ]
 
 
 def bench_pages() -> list[tuple[str, str, str]]:
@@ -109,6 +161,7 @@ def main() -> None:
             ("re-import of the same file (all updates): traces/s", f"{traces / again_seconds:,.0f}", ""),
         ]
         rows += bench_pages()
+        rows += bench_memory(Path(tmp))
         table("Import and trace pages (PostgreSQL)", rows)
 
 

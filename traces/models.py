@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import models
 from django.urls import reverse
+
+# trace_metadata key holding what the importer changed to make a trace showable (a JSON list of
+# sentences), e.g. a span parent loop it broke. A metadata entry, so session copies keep it.
+INGEST_WARNINGS_KEY = "reviewapp.ingest.warnings"
 
 
 class ExperimentKind(models.TextChoices):
@@ -111,6 +116,18 @@ class Trace(models.Model):
     @property
     def user_id(self) -> str:
         return str(self.trace_metadata.get("mlflow.trace.user", ""))
+
+    @property
+    def ingest_warnings(self) -> list[str]:
+        """What the importer changed in this trace (see ``INGEST_WARNINGS_KEY``), for the trace page."""
+        raw = self.trace_metadata.get(INGEST_WARNINGS_KEY) if isinstance(self.trace_metadata, dict) else None
+        if not raw:
+            return []
+        try:
+            warnings = json.loads(raw)
+        except (TypeError, ValueError):
+            return [str(raw)]
+        return [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)]
 
 
 class Span(models.Model):

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from tests.factories import make_assessment
 from traces.models import Assessment, Experiment, Span, Trace
@@ -662,6 +663,10 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes | None], str]] = {
     "blank": (lambda: b"  \n\n  ", "the file is empty"),
     "object-of-another-kind": (lambda: b'{"foo": 1}', "not an MLflow trace"),
     "number": (lambda: b"42", "expected a JSON object or list"),
+    "key-with-a-newline": (
+        lambda: b'{"a\\nb": 1, "\\r": 2}',
+        "not an MLflow trace: no 'info' or 'trace_info' object (keys: \\r, a\\nb)",
+    ),
     "string": (lambda: b'"hello"', "expected a JSON object or list"),
     "null": (lambda: b"null", "expected a JSON object or list"),
     "missing-trace-id": (lambda: rag_with(lambda d: d["info"].pop("trace_id")), "missing trace_id"),
@@ -728,6 +733,184 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes | None], str]] = {
 }
 
 
+DEEP = "__DEEP__"
+
+
+def nested(depth: int) -> Any:
+    """A value nested ``depth`` levels deep: ``[[[…]]]``."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def with_deep_value(content: bytes, depth: int) -> bytes:
+    """Replace the placeholder string ``"__DEEP__"`` by a list nested ``depth`` levels (json.dumps cannot)."""
+    return content.replace(f'"{DEEP}"'.encode(), b"[" * depth + b"]" * depth)
+
+
+def v2_with(change: Callable[[dict[str, Any]], Any]) -> bytes:
+    document = load_raw("v2_trace.json")
+    change(document)
+    return json.dumps(document).encode()
+
+
+def set_span_type(document: dict[str, Any], index: int, span_type: str) -> None:
+    span(document, index)["attributes"]["mlflow.spanType"] = json.dumps(span_type)
+
+
+def first_assessment(document: dict[str, Any]) -> dict[str, Any]:
+    return document["info"]["assessments"][0]
+
+
+def otlp_span(document: dict[str, Any], index: int) -> dict[str, Any]:
+    return document["resourceSpans"][0]["scopeSpans"][0]["spans"][index]
+
+
+YEAR_2200_NS = int(datetime(2200, 1, 1, tzinfo=UTC).timestamp()) * 10**9
+
+# Values that used to crash the importer (a traceback instead of one error line): NUL characters that
+# PostgreSQL's COPY refuses, numbers past BIGINT, values nested deeper than orjson serializes, and times
+# that store but break every page that reads them back.
+CRASHERS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "nul-in-trace-name": (
+        lambda: rag_with(lambda d: d["info"]["tags"].update({"mlflow.traceName": "rag\u0000"})),
+        "trace name contains a NUL character",
+    ),
+    "nul-in-request-preview": (
+        lambda: rag_with(lambda d: d["info"].update(request_preview="q\u0000")),
+        "request preview contains a NUL character",
+    ),
+    "nul-in-response-preview": (
+        lambda: rag_with(lambda d: d["info"].update(response_preview="\u0000")),
+        "response preview contains a NUL character",
+    ),
+    "nul-in-span-name": (
+        lambda: rag_with(lambda d: span(d, 1).update(name="retr\u0000ieve")),
+        "span 1 name contains a NUL character",
+    ),
+    "nul-in-span-type": (
+        lambda: rag_with(lambda d: set_span_type(d, 1, "RETRIEVER\u0000")),
+        "span 1 span type contains a NUL character",
+    ),
+    "nul-in-status-message": (
+        lambda: error_trace_with(lambda d: span(d, 0)["status"].update(message="ValueError: \u0000")),
+        "span 0 status message contains a NUL character",
+    ),
+    "nul-in-otlp-span-name": (
+        lambda: otlp_with(lambda d: otlp_span(d, 1).update(name="search\u0000")),
+        "span 1 name contains a NUL character",
+    ),
+    "nul-in-trace-id": (
+        lambda: rag_with(lambda d: d["info"].update(trace_id="tr-\u0000")),
+        "trace_id contains a NUL character",
+    ),
+    "nul-in-assessment-rationale": (
+        lambda: rag_with(lambda d: first_assessment(d).update(rationale="\u0000")),
+        "rationale contains a NUL character",
+    ),
+    "nul-in-assessment-source-id": (
+        lambda: rag_with(lambda d: first_assessment(d)["source"].update(source_id="al\u0000ice")),
+        "source id contains a NUL character",
+    ),
+    "duration-2^63": (
+        lambda: rag_with(lambda d: d["info"].update(execution_duration_ms=2**63)),
+        "execution_duration_ms 9223372036854775808 is out of range",
+    ),
+    "duration-2^64-1": (
+        lambda: rag_with(lambda d: d["info"].update(execution_duration_ms=2**64 - 1)),
+        "execution_duration_ms",
+    ),
+    "duration-as-huge-seconds": (
+        lambda: rag_with(lambda d: d["info"].update(execution_duration_ms=None, execution_duration="1" * 400 + "s")),
+        "execution_duration '111",
+    ),
+    "attributes-nested-255-deep": (
+        lambda: with_deep_value(rag_with(lambda d: span(d, 1)["attributes"].update(deep=DEEP)), 255),
+        "span 1 attributes are nested more than 128 levels deep",
+    ),
+    "attributes-nested-1000-deep": (
+        lambda: with_deep_value(rag_with(lambda d: span(d, 1)["attributes"].update(deep=DEEP)), 1000),
+        "span 1 attributes are nested more than 128 levels deep",
+    ),
+    "encoded-inputs-nested-1024-deep": (
+        lambda: rag_with(lambda d: span(d, 1)["attributes"].update({"mlflow.spanInputs": "[" * 1024 + "]" * 1024})),
+        "span 1 inputs are nested more than 128 levels deep",
+    ),
+    "encoded-outputs-nested-300-deep": (
+        lambda: rag_with(lambda d: span(d, 1)["attributes"].update({"mlflow.spanOutputs": json.dumps(nested(300))})),
+        "span 1 outputs are nested more than 128 levels deep",
+    ),
+    "tag-nested-300-deep": (
+        lambda: with_deep_value(rag_with(lambda d: d["info"]["tags"].update(deep=DEEP)), 300),
+        "tags are nested more than 128 levels deep",
+    ),
+    "assessment-value-nested-300-deep": (
+        lambda: with_deep_value(rag_with(lambda d: first_assessment(d)["feedback"].update(value=DEEP)), 300),
+        "value is nested more than 128 levels deep",
+    ),
+    "otlp-attribute-nested-300-deep": (
+        lambda: with_deep_value(
+            otlp_with(lambda d: otlp_span(d, 1)["attributes"].append({"key": "deep", "value": DEEP})), 300
+        ),
+        "nested more than 128 levels deep",
+    ),
+    "list-of-lists-nested-1000-deep": (lambda: b"[" * 1000 + b"]" * 1000, "nested"),
+}
+
+# Times that parse but lie outside what the pages can show (the explorer answered 500 for everyone).
+OUT_OF_RANGE_TIMES: dict[str, tuple[Callable[[], bytes], str]] = {
+    "request-time-9999-12-31-minus-14h": (
+        lambda: rag_with(lambda d: d["info"].update(request_time="9999-12-31T23:59:59-14:00")),
+        "request_time 9999-12-31T23:59:59-14:00 is outside 1970–2200",
+    ),
+    "request-time-0001-01-01-plus-14h": (
+        lambda: rag_with(lambda d: d["info"].update(request_time="0001-01-01T00:00:00+14:00")),
+        "request_time 0001-01-01T00:00:00+14:00 is outside 1970–2200",
+    ),
+    "request-time-before-1970": (
+        lambda: rag_with(lambda d: d["info"].update(request_time="1969-12-31T23:59:59Z")),
+        "request_time 1969-12-31T23:59:59+00:00 is outside 1970–2200",
+    ),
+    "request-time-in-2200": (
+        lambda: rag_with(lambda d: d["info"].update(request_time="2200-01-01T00:00:00Z")),
+        "request_time 2200-01-01T00:00:00+00:00 is outside 1970–2200",
+    ),
+    "request-time-negative-epoch-ms": (
+        lambda: rag_with(lambda d: d["info"].update(request_time=-1000)),
+        "request_time",
+    ),
+    "v2-timestamp-ms-too-large": (
+        lambda: v2_with(lambda d: d["info"].update(timestamp_ms=99_999_999_999_999)),
+        "timestamp_ms",
+    ),
+    "span-start-before-1970": (
+        lambda: rag_with(lambda d: span(d, 1).update(start_time_unix_nano=-5)),
+        "span 1 start_time_unix_nano -5 is outside 1970–2200",
+    ),
+    "span-end-in-2200": (
+        lambda: rag_with(lambda d: span(d, 1).update(end_time_unix_nano=YEAR_2200_NS)),
+        "span 1 end_time_unix_nano",
+    ),
+    "otlp-span-start-after-2200": (
+        lambda: otlp_with(lambda d: otlp_span(d, 1).update(startTimeUnixNano=str(YEAR_2200_NS + 1))),
+        "span 1 start time",
+    ),
+    "event-time-after-2200": (
+        lambda: error_trace_with(lambda d: span(d, 0)["events"][0].update(time_unix_nano=YEAR_2200_NS)),
+        "span 0 event time",
+    ),
+    "assessment-create-time": (
+        lambda: rag_with(lambda d: first_assessment(d).update(create_time="9999-12-31T23:59:59-14:00")),
+        "create_time 9999-12-31T23:59:59-14:00 is outside 1970–2200",
+    ),
+    "assessment-last-update-time": (
+        lambda: rag_with(lambda d: first_assessment(d).update(last_update_time="0001-01-01T00:00:00+14:00")),
+        "last_update_time 0001-01-01T00:00:00+14:00 is outside 1970–2200",
+    ),
+}
+
+
 def assert_rejected_alone(run: Run, bad_path: Path, reason: str) -> None:
     """Exit 1, one error line naming the file and the reason, the good file imported, nothing from the bad one."""
     assert run.code == 1
@@ -752,6 +935,105 @@ def test_bad_file_is_reported_and_writes_nothing(tmp_path: Path, case: str) -> N
     run = run_import(bad_path, DATA_DIR / NESTED_FILE)
 
     assert_rejected_alone(run, bad_path, reason)
+
+
+@pytest.mark.parametrize("case", sorted(CRASHERS))
+def test_value_that_used_to_crash_is_one_error_line(tmp_path: Path, case: str) -> None:
+    build, reason = CRASHERS[case]
+    bad_path = tmp_path / f"{case}.json"
+    bad_path.write_bytes(build())
+
+    run = run_import(bad_path, DATA_DIR / NESTED_FILE)
+
+    assert_rejected_alone(run, bad_path, reason)
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_RANGE_TIMES))
+def test_time_outside_1970_to_2200_is_refused(tmp_path: Path, case: str) -> None:
+    build, reason = OUT_OF_RANGE_TIMES[case]
+    bad_path = tmp_path / f"{case}.json"
+    bad_path.write_bytes(build())
+
+    run = run_import(bad_path, DATA_DIR / NESTED_FILE)
+
+    assert_rejected_alone(run, bad_path, reason)
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_the_explorer_still_opens_after_an_out_of_range_time(tmp_path: Path, client, admin_user, when: str) -> None:
+    bad_path = write_json(tmp_path / "far.json", json.loads(rag_with(lambda d: d["info"].update(request_time=when))))
+    run_import(bad_path, DATA_DIR / NESTED_FILE)
+    client.force_login(admin_user)
+
+    response = client.get(reverse("traces:list"))
+
+    assert response.status_code == 200
+    assert NESTED_TRACE_ID in response.content.decode()
+    assert RAG_TRACE_ID not in response.content.decode()
+
+
+def test_a_row_the_database_refuses_is_a_django_error_on_every_backend() -> None:
+    """Past the parser's checks, a COPY refusal (raw psycopg) still surfaces as django.db's DatabaseError,
+    which the importer reports as one line; SQLite stores the same row."""
+    from django.db import DatabaseError, connection, transaction
+
+    from traces.ingest import parse_bytes, store_traces
+
+    [record] = parse_bytes((DATA_DIR / NESTED_FILE).read_bytes())
+    record.spans[0].name = "weather\u0000agent"  # bypasses check_span on purpose
+
+    try:
+        with transaction.atomic():
+            store_traces([record])
+    except DatabaseError as exc:
+        assert connection.vendor == "postgresql", exc
+        assert Trace.objects.count() == 0
+    else:
+        assert connection.vendor != "postgresql"
+        assert Trace.objects.get().spans.filter(name="weather\u0000agent").exists()
+
+
+def test_a_bug_while_importing_one_file_is_one_line_and_the_others_still_import(tmp_path: Path, monkeypatch) -> None:
+    from traces.ingest import files
+
+    real_store = files.store_traces
+
+    def store_or_fail(records, **kwargs):
+        if any(r.trace_id == RAG_TRACE_ID for r in records):
+            raise TypeError("something the importer did not expect")
+        return real_store(records, **kwargs)
+
+    monkeypatch.setattr(files, "store_traces", store_or_fail)
+    bad_path = DATA_DIR / RAG_FILE
+
+    run = run_import(bad_path, DATA_DIR / NESTED_FILE)
+
+    assert_rejected_alone(run, bad_path, "internal error (TypeError: something the importer did not expect)")
+
+
+def test_times_at_the_edges_of_the_range_are_kept(tmp_path: Path) -> None:
+    document = load_raw(RAG_FILE)
+    document["info"]["request_time"] = "2199-12-31T23:59:59.999Z"
+    span(document, 0)["start_time_unix_nano"] = 0  # 1970-01-01T00:00:00Z
+    path = write_json(tmp_path / "edges.json", document)
+
+    run = run_import(path)
+
+    assert run.code == 0, run.err
+    trace = Trace.objects.get()
+    assert trace.request_time == datetime(2199, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    assert spans_by_name(trace)["rag"].start_time_ns == 0
+
+
+def test_values_nested_128_levels_deep_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "deep-but-fine.json"
+    path.write_bytes(with_deep_value(rag_with(lambda d: span(d, 1)["attributes"].update(deep=DEEP)), 127))
+
+    run = run_import(path)
+
+    assert run.code == 0, run.err
+    deep = spans_by_name(Trace.objects.get())["retrieve"].attributes["deep"]
+    assert deep == nested(127)
 
 
 def test_file_over_the_size_limit(tmp_path: Path, settings) -> None:

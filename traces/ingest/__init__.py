@@ -1,10 +1,12 @@
 """Trace ingest: parse MLflow/OTLP trace JSON into records, then store them idempotently.
 
-The ``import_traces`` command and the HTTP ingest endpoints both go through
-:func:`parse_bytes` / :func:`read_trace_file` and :func:`store_traces`.
+The ``import_traces`` command goes through :func:`import_trace_file` (JSON Lines streamed in
+batches, one transaction per file); the HTTP ingest endpoints through :func:`parse_bytes` and
+:func:`store_traces`. Every format's parser ends in the checks of :mod:`.validation` and breaks
+span parent loops with :func:`.span_cycles.break_parent_cycles`.
 """
 
-from .files import expand_paths, parse_bytes, read_trace_file
+from .files import expand_paths, import_trace_file, iter_trace_batches, parse_bytes, read_trace_file
 from .mlflow_json import parse_document
 from .records import AssessmentRecord, SpanRecord, TraceFormatError, TraceRecord
 from .store import StoreResult, resolve_experiment, store_traces
@@ -16,6 +18,8 @@ __all__ = [
     "TraceFormatError",
     "TraceRecord",
     "expand_paths",
+    "import_trace_file",
+    "iter_trace_batches",
     "parse_bytes",
     "parse_document",
     "read_trace_file",

@@ -22,16 +22,18 @@ import orjson
 
 from .otlp import parse_otlp_request, span_from_otlp
 from .records import AssessmentRecord, SpanRecord, TraceFormatError, TraceRecord
+from .span_cycles import break_parent_cycles
+from .validation import check_assessment, check_depth, check_span, check_trace, check_unique_span_ids
 from .values import (
     as_str_dict,
     decode_json_string,
     hex_id,
-    nanos,
     otlp_attributes,
     parse_duration_ms,
     parse_time,
     preview,
     short_id,
+    timestamp_ns,
 )
 
 STATUS_NAMES = {
@@ -49,13 +51,18 @@ TRACE_STATES = {"OK", "ERROR", "IN_PROGRESS", "STATE_UNSPECIFIED"}
 V2_STATES = {"TRACE_STATUS_UNSPECIFIED": "STATE_UNSPECIFIED", "UNSPECIFIED": "STATE_UNSPECIFIED"}
 
 
-def parse_document(document: Any) -> list[TraceRecord]:
+MAX_LIST_NESTING = 3  # a list of search responses, each a list of traces, is as deep as real files go
+
+
+def parse_document(document: Any, *, nesting: int = 0) -> list[TraceRecord]:
     """Every trace in one decoded JSON document, in any of the formats above."""
     if isinstance(document, list):
+        if nesting >= MAX_LIST_NESTING:
+            raise TraceFormatError(f"lists of traces nested more than {MAX_LIST_NESTING} levels deep")
         records: list[TraceRecord] = []
         for index, item in enumerate(document):
             try:
-                records.extend(parse_document(item))
+                records.extend(parse_document(item, nesting=nesting + 1))
             except TraceFormatError as exc:
                 raise TraceFormatError(f"item {index}: {exc}") from None
         return records
@@ -66,7 +73,7 @@ def parse_document(document: Any) -> list[TraceRecord]:
     if "trace" in document and isinstance(document["trace"], dict):
         return [parse_trace(document["trace"])]
     if "traces" in document and isinstance(document["traces"], list):
-        return parse_document(document["traces"])
+        return parse_document(document["traces"], nesting=nesting)
     return [parse_trace(document)]
 
 
@@ -102,9 +109,7 @@ def _trace_from_v3(info: dict[str, Any], spans_raw: list[Any]) -> TraceRecord:
     experiment_id = str(
         ((location.get("mlflow_experiment") or {}).get("experiment_id")) or info.get("experiment_id") or ""
     )
-    duration = info.get("execution_duration_ms")
-    if duration is None:
-        duration = info.get("execution_duration")
+    duration_key = "execution_duration_ms" if info.get("execution_duration_ms") is not None else "execution_duration"
     metadata = as_str_dict(info.get("trace_metadata"), what="trace_metadata")
     tags = as_str_dict(info.get("tags"), what="tags")
     state = str(info.get("state") or "STATE_UNSPECIFIED")
@@ -117,7 +122,7 @@ def _trace_from_v3(info: dict[str, Any], spans_raw: list[Any]) -> TraceRecord:
             name=tags.get("mlflow.traceName", ""),
             state=state,
             request_time=parse_time(info.get("request_time"), what="request_time"),
-            execution_duration_ms=parse_duration_ms(duration),
+            execution_duration_ms=parse_duration_ms(info.get(duration_key), what=duration_key),
             request_preview=str(info.get("request_preview") or metadata.get("mlflow.traceInputs", "")),
             response_preview=str(info.get("response_preview") or metadata.get("mlflow.traceOutputs", "")),
             client_request_id=str(info.get("client_request_id") or ""),
@@ -147,7 +152,7 @@ def _trace_from_v2(info: dict[str, Any], data: dict[str, Any], spans_raw: list[A
             name=tags.get("mlflow.traceName", ""),
             state=status,
             request_time=parse_time(info.get("timestamp_ms"), what="timestamp_ms"),
-            execution_duration_ms=parse_duration_ms(info.get("execution_time_ms")),
+            execution_duration_ms=parse_duration_ms(info.get("execution_time_ms"), what="execution_time_ms"),
             request_preview=preview(data.get("request") or metadata.get("mlflow.traceInputs")),
             response_preview=preview(data.get("response") or metadata.get("mlflow.traceOutputs")),
             client_request_id="",
@@ -160,14 +165,11 @@ def _trace_from_v2(info: dict[str, Any], data: dict[str, Any], spans_raw: list[A
 
 
 def _finish_trace(record: TraceRecord, assessments_raw: Any) -> TraceRecord:
-    """Fill what the info may leave out from the root span, and attach assessments."""
+    """Break parent loops, fill what the info may leave out from the root span, attach assessments, check."""
     short_id(record.trace_id, what="trace_id")
     short_id(record.experiment_id, what="experiment_id")
-    seen: set[str] = set()
-    for span in record.spans:
-        if span.span_id in seen:
-            raise TraceFormatError(f"span id {span.span_id} appears twice")
-        seen.add(span.span_id)
+    seen = check_unique_span_ids(record.spans)
+    record.warnings.extend(break_parent_cycles(record.spans))
     root = next((s for s in record.spans if not s.parent_id or s.parent_id not in seen), None)
     if root is not None:
         record.name = record.name or root.name
@@ -183,7 +185,7 @@ def _finish_trace(record: TraceRecord, assessments_raw: Any) -> TraceRecord:
         if not isinstance(assessments_raw, list):
             raise TraceFormatError("'assessments' must be a list")
         record.assessments = [parse_assessment(raw, record.trace_id) for raw in assessments_raw]
-    return record
+    return check_trace(record)
 
 
 def _split_mlflow_attributes(attributes: dict[str, Any]) -> tuple[str, Any, Any, dict[str, Any]]:
@@ -208,7 +210,7 @@ def _events(raw_events: Any, *, time_key: str, what: str) -> list[dict[str, Any]
         events.append(
             {
                 "name": str(event.get("name", "")),
-                "time_unix_nano": nanos(
+                "time_unix_nano": timestamp_ns(
                     event.get(time_key) or event.get("timeUnixNano") or 0, what=f"{what} event time"
                 ),
                 "attributes": {
@@ -235,20 +237,21 @@ def _span_from_v3(raw: Any, index: int) -> SpanRecord:
     if not isinstance(status, dict):
         raise TraceFormatError(f"span {index} status must be an object")
     end = raw.get("end_time_unix_nano")
-    return SpanRecord(
+    span = SpanRecord(
         span_id=span_id,
         parent_id=hex_id(parent, what=f"span {index} parent_span_id") if parent else "",
         name=str(raw.get("name") or ""),
         span_type=span_type,
         status_code=STATUS_NAMES.get(str(status.get("code", "UNSET")), "UNSET"),
         status_message=str(status.get("message") or ""),
-        start_time_ns=nanos(raw.get("start_time_unix_nano"), what=f"span {index} start_time_unix_nano"),
-        end_time_ns=nanos(end, what=f"span {index} end_time_unix_nano") if end is not None else None,
+        start_time_ns=timestamp_ns(raw.get("start_time_unix_nano"), what=f"span {index} start_time_unix_nano"),
+        end_time_ns=timestamp_ns(end, what=f"span {index} end_time_unix_nano") if end is not None else None,
         inputs=inputs,
         outputs=outputs,
         attributes=rest,
         events=_events(raw.get("events"), time_key="time_unix_nano", what=f"span {index}"),
     )
+    return check_span(span, what=f"span {index}")
 
 
 def _span_from_v2(raw: Any, index: int) -> SpanRecord:
@@ -269,20 +272,21 @@ def _span_from_v2(raw: Any, index: int) -> SpanRecord:
     status = raw.get("status")
     status = raw.get("status_code") or (status.get("status_code") if isinstance(status, dict) else status) or "UNSET"
     end = raw.get("end_time")
-    return SpanRecord(
+    span = SpanRecord(
         span_id=hex_id(context.get("span_id"), what=f"span {index} context.span_id"),
         parent_id=hex_id(parent, what=f"span {index} parent_id") if parent else "",
         name=str(raw.get("name") or ""),
         span_type=str(raw.get("span_type") or span_type),
         status_code=STATUS_NAMES.get(str(status), "UNSET"),
         status_message=str(raw.get("status_message") or ""),
-        start_time_ns=nanos(raw.get("start_time"), what=f"span {index} start_time"),
-        end_time_ns=nanos(end, what=f"span {index} end_time") if end is not None else None,
+        start_time_ns=timestamp_ns(raw.get("start_time"), what=f"span {index} start_time"),
+        end_time_ns=timestamp_ns(end, what=f"span {index} end_time") if end is not None else None,
         inputs=inputs,
         outputs=outputs,
         attributes=rest,
         events=_events(raw.get("events"), time_key="timestamp", what=f"span {index}"),
     )
+    return check_span(span, what=f"span {index}")
 
 
 def _assessment_value(raw: dict[str, Any]) -> tuple[str, Any, dict[str, Any] | None]:
@@ -310,24 +314,29 @@ def parse_assessment(raw: Any, trace_id: str) -> AssessmentRecord:
     name = raw.get("assessment_name") or raw.get("name")
     if not isinstance(name, str) or not name:
         raise TraceFormatError("assessment without a name")
+    what = f"assessment {name[:80]!r}"
     kind, value, error = _assessment_value(raw)
+    check_depth(value, what=f"{what} value", verb="is")
     source = raw.get("source") or {}
     if not isinstance(source, dict):
-        raise TraceFormatError(f"assessment {name!r}: source must be an object")
+        raise TraceFormatError(f"{what}: source must be an object")
     created_raw = raw.get("create_time") or raw.get("create_time_ms")
-    created = parse_time(created_raw, what=f"assessment {name!r} create_time")
+    created = parse_time(created_raw, what=f"{what} create_time")
     updated_raw = raw.get("last_update_time") or raw.get("last_update_time_ms") or created_raw
     assessment_id = raw.get("assessment_id")
     if not assessment_id:
         # Stable id for assessments written without one, so re-imports stay idempotent.
-        fingerprint = orjson.dumps([trace_id, name, source, str(created_raw), value], option=orjson.OPT_SORT_KEYS)
+        try:
+            fingerprint = orjson.dumps([trace_id, name, source, str(created_raw), value], option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            raise TraceFormatError(f"{what}: source is nested too deeply") from None
         assessment_id = "a-" + hashlib.sha1(fingerprint).hexdigest()[:32]
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise TraceFormatError(f"assessment {name!r}: metadata must be an object")
+        raise TraceFormatError(f"{what}: metadata must be an object")
     span_id = raw.get("span_id")
-    return AssessmentRecord(
-        assessment_id=short_id(str(assessment_id), what=f"assessment {name!r} assessment_id"),
+    assessment = AssessmentRecord(
+        assessment_id=short_id(str(assessment_id), what=f"{what} assessment_id"),
         name=name,
         kind=kind,
         value=value,
@@ -335,10 +344,11 @@ def parse_assessment(raw: Any, trace_id: str) -> AssessmentRecord:
         error=error,
         source_type=str(source.get("source_type") or "SOURCE_TYPE_UNSPECIFIED"),
         source_id=str(source.get("source_id") or ""),
-        span_id=hex_id(span_id, what=f"assessment {name!r} span_id") if span_id else "",
-        overrides=short_id(str(raw.get("overrides") or ""), what=f"assessment {name!r} overrides"),
+        span_id=hex_id(span_id, what=f"{what} span_id") if span_id else "",
+        overrides=short_id(str(raw.get("overrides") or ""), what=f"{what} overrides"),
         valid=raw.get("valid") is not False,
         metadata=metadata,
         create_time=created,
-        last_update_time=parse_time(updated_raw, what=f"assessment {name!r} last_update_time"),
+        last_update_time=parse_time(updated_raw, what=f"{what} last_update_time"),
     )
+    return check_assessment(assessment, what=what)

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .records import SpanRecord, TraceFormatError, TraceRecord
-from .values import decode_json_string, hex_id, nanos, otlp_attributes, preview, short_id
+from .span_cycles import break_parent_cycles
+from .validation import check_span, check_trace, check_unique_span_ids
+from .values import decode_json_string, hex_id, otlp_attributes, preview, short_id, timestamp_ns
 
 OTLP_STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
 STATUS_NAMES = {"STATUS_CODE_OK": "OK", "STATUS_CODE_ERROR": "ERROR", "STATUS_CODE_UNSET": "UNSET"}
@@ -43,45 +45,52 @@ def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> 
     parent = _get(raw, "parent_span_id", "parentSpanId")
     end = _get(raw, "end_time_unix_nano", "endTimeUnixNano")
     status_code, status_message = _status(raw.get("status"))
+    raw_events = raw.get("events") or []
+    if not isinstance(raw_events, list):
+        raise TraceFormatError(f"span {index} events must be a list")
     events = []
-    for event in raw.get("events") or []:
+    for event in raw_events:
         if not isinstance(event, dict):
             raise TraceFormatError(f"span {index} event must be an object")
         events.append(
             {
                 "name": str(event.get("name", "")),
-                "time_unix_nano": nanos(
+                "time_unix_nano": timestamp_ns(
                     _get(event, "time_unix_nano", "timeUnixNano") or 0, what=f"span {index} event time"
                 ),
                 "attributes": otlp_attributes(event.get("attributes") or []),
             }
         )
-    return SpanRecord(
+    span = SpanRecord(
         span_id=hex_id(_get(raw, "span_id", "spanId"), what=f"span {index} span id"),
         parent_id=hex_id(parent, what=f"span {index} parent span id") if parent else "",
         name=str(raw.get("name") or ""),
         span_type=str(span_type),
         status_code=status_code,
         status_message=status_message,
-        start_time_ns=nanos(_get(raw, "start_time_unix_nano", "startTimeUnixNano"), what=f"span {index} start time"),
-        end_time_ns=nanos(end, what=f"span {index} end time") if end is not None else None,
+        start_time_ns=timestamp_ns(
+            _get(raw, "start_time_unix_nano", "startTimeUnixNano"), what=f"span {index} start time"
+        ),
+        end_time_ns=timestamp_ns(end, what=f"span {index} end time") if end is not None else None,
         inputs=inputs,
         outputs=outputs,
         attributes=attributes,
         events=events,
     )
+    return check_span(span, what=f"span {index}")
 
 
 def _trace_from_spans(
     otel_trace_id: str, spans: list[SpanRecord], request_id: str, tags: dict[str, str]
 ) -> TraceRecord:
-    ids = {span.span_id for span in spans}
+    ids = check_unique_span_ids(spans)
+    warnings = break_parent_cycles(spans)
     root = next((s for s in spans if not s.parent_id or s.parent_id not in ids), spans[0])
     start = min(span.start_time_ns for span in spans)
     ends = [span.end_time_ns for span in spans if span.end_time_ns is not None]
     in_progress = any(span.end_time_ns is None for span in spans)
     state = "IN_PROGRESS" if in_progress else ("ERROR" if root.status_code == "ERROR" else "OK")
-    return TraceRecord(
+    record = TraceRecord(
         trace_id=short_id(request_id or f"tr-{otel_trace_id}", what="trace id"),
         experiment_id="",
         name=root.name,
@@ -94,7 +103,9 @@ def _trace_from_spans(
         tags=tags,
         trace_metadata={},
         spans=spans,
+        warnings=warnings,
     )
+    return check_trace(record)
 
 
 def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
@@ -118,7 +129,10 @@ def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
         if not isinstance(scopes, list) or not all(isinstance(scope, dict) for scope in scopes):
             raise TraceFormatError("'scopeSpans' must be a list of objects")
         for scope in scopes:
-            for raw in scope.get("spans") or []:
+            raw_spans = scope.get("spans") or []
+            if not isinstance(raw_spans, list):
+                raise TraceFormatError("'spans' of a scope must be a list")
+            for raw in raw_spans:
                 if not isinstance(raw, dict):
                     raise TraceFormatError(f"span {index} is not an object")
                 otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")

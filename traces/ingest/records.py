@@ -60,3 +60,5 @@ class TraceRecord:
     trace_metadata: dict[str, str]
     spans: list[SpanRecord] = field(default_factory=list)
     assessments: list[AssessmentRecord] = field(default_factory=list)
+    # What the importer changed to make the trace showable (e.g. a parent loop broken); kept on the trace.
+    warnings: list[str] = field(default_factory=list)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -72,11 +72,13 @@ class StoreResult:
     created: int = 0
     updated: int = 0
     spans: int = 0
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (trace_id, what the importer changed)
 
     def add(self, other: StoreResult) -> None:
         self.created += other.created
         self.updated += other.updated
         self.spans += other.spans
+        self.warnings.extend(other.warnings)
 
 
 def resolve_experiment(name: str) -> Experiment:
@@ -117,15 +119,23 @@ def store_traces(records: Sequence[TraceRecord], *, experiment: Experiment | Non
         _update_traces(old, existing, experiments)
         Span.objects.filter(trace_id__in=list(existing.values())).delete()
         if connection.vendor == "postgresql":
-            _copy_traces(new, experiments)
+            # COPY runs on the raw psycopg cursor: let Django turn its errors into django.db errors.
+            with connection.wrap_database_errors:
+                _copy_traces(new, experiments)
             ids = dict(Trace.objects.filter(trace_id__in=[r.trace_id for r in unique]).values_list("trace_id", "id"))
-            _copy_spans(unique, ids)
+            with connection.wrap_database_errors:
+                _copy_spans(unique, ids)
         else:
             created = Trace.objects.bulk_create([_trace_model(r, experiments[r.trace_id]) for r in new])
             ids = existing | {t.trace_id: t.pk for t in created}
             Span.objects.bulk_create(_span_models(unique, ids), batch_size=500)
         _upsert_assessments(unique, ids)
-    return StoreResult(created=len(new), updated=len(old), spans=sum(len(r.spans) for r in unique))
+    return StoreResult(
+        created=len(new),
+        updated=len(old),
+        spans=sum(len(r.spans) for r in unique),
+        warnings=[(r.trace_id, warning) for r in unique for warning in r.warnings],
+    )
 
 
 def _trace_values(record: TraceRecord, experiment: Experiment) -> dict[str, Any]:

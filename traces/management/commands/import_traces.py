@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, transaction
 from tqdm import tqdm
 
-from traces.ingest import StoreResult, TraceFormatError, expand_paths, read_trace_file, resolve_experiment, store_traces
-
-CHUNK = 500
+from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
 
 
 class Command(BaseCommand):
@@ -38,23 +36,21 @@ class Command(BaseCommand):
         progress = tqdm(files, unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
         for path in progress:
             try:
-                records = read_trace_file(path)
-            except TraceFormatError as exc:
+                stored = import_trace_file(
+                    path, experiment=experiment, on_batch=partial(_show_progress, progress, total, failed)
+                )
+            except TraceFormatError as exc:  # the whole file was rolled back
                 failed += 1
                 self._error(progress, f"error: {path}: {exc}")
                 continue
-            try:
-                with transaction.atomic():
-                    stored = StoreResult()
-                    for start in range(0, len(records), CHUNK):
-                        stored.add(store_traces(records[start : start + CHUNK], experiment=experiment))
-            except DatabaseError as exc:
-                # The whole file is rolled back; say why in one line.
+            except Exception as exc:  # a bug, not bad input: still one line, and the other files go on
                 failed += 1
-                self._error(progress, f"error: {path}: the database refused this file ({_first_line(exc)})")
+                self._error(progress, f"error: {path}: internal error ({type(exc).__name__}: {_first_line(exc)})")
                 continue
+            for trace_id, warning in stored.warnings:
+                self._error(progress, f"warning: {path}: {trace_id}: {warning}")
             total.add(stored)
-            progress.set_postfix(imported=total.created, updated=total.updated, failed=failed)
+            _show_progress(progress, total, failed, StoreResult())
         self.stdout.write(
             f"{total.created} imported, {total.updated} updated, {failed} failed "
             f"({total.spans} spans from {len(files) - failed} of {len(files)} files)"
@@ -63,10 +59,23 @@ class Command(BaseCommand):
             raise SystemExit(1)
 
     def _error(self, progress: tqdm, message: str) -> None:
+        message = _one_line(message)
         if progress.disable:
             self.stderr.write(message)
         else:
             progress.write(message, file=sys.stderr)  # keeps the bar intact
+
+
+def _show_progress(progress: tqdm, total: StoreResult, failed: int, this_file: StoreResult) -> None:
+    """Counts beside the bar, updated after every batch (a long JSONL file is one file of many batches)."""
+    progress.set_postfix(
+        imported=total.created + this_file.created, updated=total.updated + this_file.updated, failed=failed
+    )
+
+
+def _one_line(text: str) -> str:
+    """Control characters from the file (a key with a newline…) escaped, so each message stays one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _first_line(exc: Exception) -> str:
