@@ -171,6 +171,8 @@ if not DEBUG:
 
 # Who besides admins may open the trace explorer: session leads (reviewers only see their items).
 TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
+# Whose session copies a non-admin may open by trace id: those of the sessions they manage.
+TRACE_COPY_ACCESS = "labeling.access.managed_copy_experiments"
 
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))

@@ -8,14 +8,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from traces.models import Span
-from traces.views import span_json
+from traces.views import find_span, span_json
 
 from .. import claims, submissions
 from ..access import is_session_reviewer, reviewable_sessions, visible_items
@@ -211,9 +210,7 @@ def flag(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
 
 
 def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
-    span = Span.objects.filter(trace_id=item.trace_id, span_id=request.GET["span"]).first()
-    if span is None:
-        raise Http404("No such span in this trace.")
+    span = find_span(item.trace_id, request.GET["span"])
     context = {"selected": span, "selected_json": span_json(span)}
     if request.htmx:
         return render(request, "traces/trace_detail.html#span-detail", context)
