@@ -252,6 +252,8 @@ def skip(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
         claims.skip_item(item=item, reviewer=request.user, reason=request.POST.get("reason", ""))
     except SessionClosedError as exc:
         return _refuse(request, session, item, str(exc), status=403)
+    except ValidationError as exc:
+        return _refuse(request, session, item, " ".join(exc.messages), status=400)
     return _go_next(request, session, item, notice="Skipped.")
 
 
