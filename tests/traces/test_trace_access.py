@@ -174,3 +174,11 @@ def test_the_review_screen_span_panel_follows_the_session_rule(client: Client, w
         root = Span.objects.get(trace=item.trace, parent_id="")
         response = client.get(item.get_absolute_url(), {"span": root.span_id}, HTTP_HX_REQUEST="true")
         assert response.status_code == status
+
+
+def test_the_list_for_a_lead_runs_constant_queries(client: Client, world: World, django_assert_max_num_queries) -> None:
+    for _ in range(30):
+        make_trace()
+    client.force_login(world.people["lead of X"])
+    with django_assert_max_num_queries(7):  # the admin's 6, and whether the user leads a session
+        assert client.get(reverse("traces:list")).status_code == 200
