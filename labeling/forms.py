@@ -92,7 +92,8 @@ class PeopleField(forms.ModelMultipleChoiceField):
     def _check_values(self, value: Any) -> Any:
         for pk in value:
             text = str(pk).strip()
-            if text.lstrip("-").isdigit() and not -(2**63) <= int(text) < 2**63:
+            digits = text.lstrip("-")
+            if digits.isdigit() and (len(digits) > 19 or not -(2**63) <= int(text) < 2**63):
                 raise forms.ValidationError(
                     self.error_messages["invalid_choice"], code="invalid_choice", params={"value": text[:30]}
                 )

@@ -63,6 +63,7 @@ BAD_VALUES: list[Any] = [
     "-1",
     "1.5",
     "99999999999999999999",  # beyond a 64-bit integer
+    "9" * 5000,  # beyond what int() parses (4,300 digits)
     "NaN",
     "x__regex=(",  # lookup injection
     "x__isnull=maybe",
@@ -71,7 +72,7 @@ BAD_VALUES: list[Any] = [
 ]
 HTMX_VALUES = ["\x00", LONG, "abc"]  # also sent as HTMX requests, which render partials
 REFUSED_VALUES = ["\x00", "x__regex=("]
-BAD_PATH_VALUES = ["\x00", "x" * 3000, "99999999999999999999", "0", "x__regex=(", "a b"]
+BAD_PATH_VALUES = ["\x00", "x" * 3000, "99999999999999999999", "9" * 5000, "0", "x__regex=(", "a b"]
 READS_PARAMETER = re.compile(r"""request\.(GET|POST)(?:\.get|\.getlist|\.__getitem__)?[\[(]\s*["']([^"']+)["']""")
 
 

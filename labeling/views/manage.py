@@ -207,7 +207,9 @@ def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
 def _positive_int(raw: str) -> int | None:
     """A row id from a form field, or None for anything else (letters, signs, out of the column's range)."""
     raw = raw.strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):  # 19 digits hold any 64-bit id
+        return None
+    return int(raw) if 0 < int(raw) < 2**63 else None
 
 
 # ---------------------------------------------------------------- adding traces
