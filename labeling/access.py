@@ -36,6 +36,11 @@ def managed_sessions(user: Any) -> QuerySet[LabelingSession]:
     return LabelingSession.objects.filter(leads=user)
 
 
+def managed_copy_experiments(user: Any) -> QuerySet[LabelingSession]:
+    """The experiments holding the frozen trace copies of the sessions a user manages (ids, for a subquery)."""
+    return managed_sessions(user).values("experiment_id")
+
+
 def reviewable_sessions(user: Any) -> QuerySet[LabelingSession]:
     """Sessions a user may open the review screen of: as a reviewer, a lead, or an admin."""
     sessions = LabelingSession.objects.select_related("experiment")

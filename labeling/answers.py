@@ -92,8 +92,17 @@ def _texts(raw: Any) -> list[str]:
     return [str(item).strip() for item in items if str(item).strip()]
 
 
+def has_nul(raw: Any) -> bool:
+    """A NUL character anywhere in the text(s): PostgreSQL stores none, so it is refused up front."""
+    if isinstance(raw, list):
+        return any(has_nul(item) for item in raw)
+    return "\x00" in str(raw)
+
+
 def parse_answer(schema: LabelSchema, raw: Any) -> Any:
     """The typed value of a reviewer's answer (bool, str, list, int/float), or ``ValidationError``."""
+    if has_nul(raw):
+        raise ValidationError("The answer contains a NUL character; remove it.")
     kind = schema.input_type
     if kind == InputType.PASS_FAIL:
         value = str(raw).strip().lower()

@@ -210,6 +210,8 @@ def renew_lease(*, item: ReviewItem, reviewer: AbstractBaseUser, now: datetime |
 def skip_item(*, item: ReviewItem, reviewer: AbstractBaseUser, reason: str = "") -> None:
     """The reviewer passes on the item: their lease ends and the slot goes back to the pool."""
     require_open(item.session)
+    if "\x00" in reason:
+        raise ValidationError({"reason": "The reason contains a NUL character; remove it."})
     with transaction.atomic():
         ReviewItem.objects.select_for_update().get(pk=item.pk)
         review, created = ItemReview.objects.get_or_create(
@@ -226,6 +228,8 @@ def flag_item(*, item: ReviewItem, reviewer: AbstractBaseUser, note: str) -> Ite
     note = note.strip()
     if not note:
         raise ValidationError({"note": "Say what is wrong, so an admin can act on it."})
+    if "\x00" in note:
+        raise ValidationError({"note": "The note contains a NUL character; remove it."})
     with transaction.atomic():
         review, _ = ItemReview.objects.get_or_create(
             item=item, reviewer=reviewer, defaults={"status": ReviewStatus.CLAIMED, "claimed_at": timezone.now()}

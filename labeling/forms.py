@@ -90,14 +90,29 @@ class LabelSchemaForm(forms.ModelForm):
         return groups
 
 
+class PeopleField(forms.ModelMultipleChoiceField):
+    """Users picked by id. An id beyond a 64-bit integer is refused like any unknown id: SQLite
+    cannot even compare it (``OverflowError``), where PostgreSQL would just find no one."""
+
+    def _check_values(self, value: Any) -> Any:
+        for pk in value:
+            text = str(pk).strip()
+            digits = text.lstrip("-")
+            if digits.isdigit() and (len(digits) > 19 or not -(2**63) <= int(text) < 2**63):
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"], code="invalid_choice", params={"value": text[:30]}
+                )
+        return super()._check_values(value)
+
+
 class SessionForm(forms.ModelForm):
-    reviewers = forms.ModelMultipleChoiceField(
+    reviewers = PeopleField(
         queryset=User.objects.filter(is_active=True).order_by("username"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Who labels the items.",
     )
-    leads = forms.ModelMultipleChoiceField(
+    leads = PeopleField(
         queryset=User.objects.filter(is_active=True).order_by("username"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
@@ -154,6 +169,9 @@ class SessionForm(forms.ModelForm):
         return [schema for _, _, schema in sorted(picked, key=lambda row: (row[0], row[1]))]
 
 
+MAX_PASTED_TRACE_IDS = 10_000
+
+
 class TraceIdsForm(forms.Form):
     trace_ids = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "tr-…\ntr-…"}),
@@ -162,9 +180,13 @@ class TraceIdsForm(forms.Form):
 
     def clean_trace_ids(self) -> list[str]:
         raw = self.cleaned_data["trace_ids"].replace(",", "\n")
-        ids = [line.strip() for line in raw.splitlines() if line.strip()]
+        ids = list(dict.fromkeys(line.strip() for line in raw.splitlines() if line.strip()))
         if not ids:
             raise forms.ValidationError("Paste at least one trace id.")
+        if len(ids) > MAX_PASTED_TRACE_IDS:
+            raise forms.ValidationError(
+                f"Paste at most {MAX_PASTED_TRACE_IDS:,} trace ids at a time (this is {len(ids):,})."
+            )
         return ids
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, User
@@ -195,6 +196,7 @@ def complete_session(*, session: LabelingSession) -> LabelingSession:
 class AddResult:
     added: int
     already_there: int
+    unknown: list[str] = dataclass_field(default_factory=list)  # pasted ids that name no trace, in the order given
 
 
 def add_traces_to_session(
@@ -206,18 +208,18 @@ def add_traces_to_session(
     """Copy traces (by ``trace_id``, or every trace of a filtered queryset) into the session.
 
     Each copy is frozen: its own Trace row with its spans and assessments, linked to the
-    source. A trace the session already holds is skipped.
+    source. A trace the session already holds is skipped; ids that name no trace are returned
+    in ``unknown`` (the known ones are still added).
     """
     if (trace_ids is None) == (traces is None):
         raise ValueError("pass exactly one of trace_ids or traces")
+    unknown: list[str] = []
     source = Trace.objects.explorable()
     if trace_ids is not None:
         wanted = list(dict.fromkeys(trace_ids))
         found = set(source.filter(trace_id__in=wanted).values_list("trace_id", flat=True))
-        missing = [t for t in wanted if t not in found]
-        if missing:
-            raise ValidationError(f"Unknown trace id{'s' if len(missing) > 1 else ''}: {', '.join(missing[:5])}")
-        queryset = source.filter(trace_id__in=wanted)
+        unknown = [t for t in wanted if t not in found]
+        queryset = source.filter(trace_id__in=found)
     else:
         queryset = traces.filter(experiment__kind=ExperimentKind.TRACES)  # type: ignore[union-attr]
     added = already = 0
@@ -239,7 +241,7 @@ def add_traces_to_session(
         if batch:
             _copy_batch(session, batch, next_position)
             added += len(batch)
-    return AddResult(added=added, already_there=already)
+    return AddResult(added=added, already_there=already, unknown=unknown)
 
 
 def _copy_batch(session: LabelingSession, sources: list[Trace], position: int) -> int:

@@ -225,6 +225,8 @@ AXES_VERBOSE = False
 
 # Who besides admins may open the trace explorer: session leads (reviewers only see their items).
 TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
+# Whose session copies a non-admin may open by trace id: those of the sessions they manage.
+TRACE_COPY_ACCESS = "labeling.access.managed_copy_experiments"
 
 # The open review page renews its lease three times per lease, but never more often than every
 # REVIEW_HEARTBEAT_MIN_SECONDS nor less often than every REVIEW_HEARTBEAT_MAX_SECONDS.

@@ -1,4 +1,9 @@
-"""Who may use the trace explorer. The rule lives in settings so that ``traces`` needs no other app."""
+"""Who may see which traces. The rules live in settings so that ``traces`` needs no other app.
+
+* ``TRACE_EXPLORER_ACCESS``: who besides admins may open the explorer (session leads, by default).
+* ``TRACE_COPY_ACCESS``: which labeling experiments' frozen copies a non-admin may open (the
+  sessions they manage, by default). Without it, copies are for admins only.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,47 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q, QuerySet
 from django.utils.module_loading import import_string
+
+from .models import ExperimentKind, Trace
 
 
 @cache
-def _rule() -> Any:
-    path = getattr(settings, "TRACE_EXPLORER_ACCESS", "")
+def _hook(name: str) -> Any:
+    path = getattr(settings, name, "")
     return import_string(path) if path else None
 
 
 def can_explore_traces(user: Any) -> bool:
-    """Admins always; others when the configured rule says so (session leads, by default)."""
+    """Admins always; others when the configured rule says so (session leads, by default).
+
+    The answer is kept on the user object: a page asks several times (view, access rule, top bar).
+    """
     if not user.is_authenticated:
         return False
     if user.is_staff:
         return True
-    rule = _rule()
-    return bool(rule(user)) if rule else False
+    cached = getattr(user, "_can_explore_traces", None)
+    if cached is None:
+        rule = _hook("TRACE_EXPLORER_ACCESS")
+        cached = bool(rule(user)) if rule else False
+        user._can_explore_traces = cached
+    return cached
+
+
+def visible_traces(user: Any) -> QuerySet[Trace]:
+    """Every trace the user may open by its id: nothing for non-explorers, everything for admins;
+    for others the ordinary traces plus the frozen copies of the sessions they manage.
+
+    The rule is one subquery, so a page filtering on it keeps its number of queries.
+    """
+    if not can_explore_traces(user):
+        return Trace.objects.none()
+    if user.is_staff:
+        return Trace.objects.all()
+    allowed = Q(experiment__kind=ExperimentKind.TRACES)
+    managed_copies = _hook("TRACE_COPY_ACCESS")
+    if managed_copies is not None:
+        allowed |= Q(experiment__kind=ExperimentKind.LABELING, experiment__in=managed_copies(user))
+    return Trace.objects.filter(allowed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import models
+from django.db import NotSupportedError, models
+from django.db.models import BooleanField, F, Func
 from django.urls import reverse
 
 # trace_metadata key holding what the importer changed to make a trace showable (a JSON list of
@@ -50,6 +51,37 @@ class TraceState(models.TextChoices):
     STATE_UNSPECIFIED = "STATE_UNSPECIFIED", "Unspecified"
 
 
+class HasTag(Func):
+    """True where a JSON object column has ``key`` (holding the string ``value``, if given).
+
+    PostgreSQL: ``?`` / ``@>`` on jsonb. SQLite: ``json_each``, which compares decoded keys, so any
+    key works (a JSON path such as ``$."key"`` cannot name a key with a quote, and digits in
+    Django's key lookups turn into array indexes).
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, column: str, *, key: str, value: str | None = None) -> None:
+        super().__init__(F(column))
+        self.key, self.value = key, value
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        if self.value is None:
+            return f"({column} ? %s)", [*params, self.key]
+        return f"({column} @> %s::jsonb)", [*params, json.dumps({self.key: self.value})]
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        raise NotSupportedError("Tag filters need PostgreSQL or SQLite.")
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        if self.value is None:
+            return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = %s)", [*params, self.key]
+        sql = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = %s AND type = 'text' AND value = %s)"
+        return sql, [*params, self.key, self.value]
+
+
 class TraceQuerySet(models.QuerySet["Trace"]):
     def explorable(self) -> TraceQuerySet:
         """Traces of ordinary experiments, without the frozen copies held by labeling sessions."""
@@ -59,9 +91,9 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         return self if experiment is None else self.filter(experiment=experiment)
 
     def with_tag(self, key: str, value: str | None = None) -> TraceQuerySet:
-        if value is None:
-            return self.filter(tags__has_key=key)
-        return self.filter(**{f"tags__{key}": value})
+        """Traces whose tags have ``key`` (set to ``value``, if given). Both come from users, so
+        they are bound as values, never made into a lookup name."""
+        return self.filter(HasTag("tags", key=key, value=value))
 
 
 class Trace(models.Model):

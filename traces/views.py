@@ -12,7 +12,7 @@ from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
-from .access import can_explore_traces
+from .access import can_explore_traces, visible_traces
 from .large_values import ShownText, loads_json, read_limit
 from .loading import PANEL_FIELDS, full_value_text, load_span_for_panel, load_spans_for_view
 from .models import Span, Trace
@@ -34,7 +34,7 @@ def _require_explorer(request: HttpRequest) -> None:
 def trace_list(request: HttpRequest) -> HttpResponse:
     _require_explorer(request)
     form = TraceFilterForm(request.GET or None)
-    traces = Trace.objects.explorable()
+    traces = visible_traces(request.user).explorable()  # the list shows no session copies
     if form.is_bound and form.is_valid():
         traces = form.filter(traces)
     elif form.is_bound:
@@ -48,10 +48,28 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
+def is_plain_id(value: str, max_length: int) -> bool:
+    """An id from a URL that can name a row: not longer than its column and without NUL,
+    which PostgreSQL refuses in any query (a 500 instead of "not found")."""
+    return len(value) <= max_length and "\x00" not in value
+
+
 def get_trace_for_user(request: HttpRequest, trace_id: str) -> Trace:
-    """A trace of the explorer (admins and session leads); 404 for everyone else."""
+    """A trace the user may see (``visible_traces``: a session's copies only for its managers); else 404."""
     _require_explorer(request)
-    return get_object_or_404(Trace.objects.select_related("experiment"), trace_id=trace_id)
+    if not is_plain_id(trace_id, Trace._meta.get_field("trace_id").max_length):
+        raise Http404("No such trace.")
+    return get_object_or_404(visible_traces(request.user).select_related("experiment"), trace_id=trace_id)
+
+
+def find_span(trace_pk: int, span_id: str) -> Span:
+    """One span of a trace by its id (from ``?span=``), or 404."""
+    span = None
+    if is_plain_id(span_id, Span._meta.get_field("span_id").max_length):
+        span = load_span_for_panel(trace_pk, span_id)  # values cut like the page's
+    if span is None:
+        raise Http404("No such span in this trace.")
+    return span
 
 
 @login_required
@@ -80,9 +98,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
 def _span_detail(request: HttpRequest, trace: Trace) -> HttpResponse:
     """One span's inputs/outputs: the side panel (HTMX) or the trace page with the panel filled."""
-    span = load_span_for_panel(trace.pk, request.GET["span"])
-    if span is None:
-        raise Http404("No such span in this trace.")
+    span = find_span(trace.pk, request.GET["span"])
     context = {"trace": trace, "selected": span, "selected_json": span_json(span)}
     if request.htmx:
         return render(request, "traces/trace_detail.html#span-detail", context)

@@ -30,6 +30,7 @@ from .access import admin_required, deny, get_session_for_manager
 ANSWERS_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
 PREVIEW_ROWS = 10
+UNKNOWN_IDS_SHOWN = 100
 ANSWERED = "\x00answered"
 
 
@@ -188,12 +189,10 @@ def session_assign(request: HttpRequest, pk: int) -> HttpResponse:
 def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
     """Give the checked items to one reviewer."""
     session = get_session_for_manager(request, pk)
-    reviewer = session.reviewers.filter(pk=request.POST.get("reviewer") or 0).first()
-    try:
-        item_ids = [int(value) for value in request.POST.getlist("items")]
-    except ValueError:
-        item_ids = []
-    if reviewer is None or not item_ids:
+    reviewer_pk = _positive_int(request.POST.get("reviewer", ""))
+    reviewer = session.reviewers.filter(pk=reviewer_pk).first() if reviewer_pk else None
+    item_ids = [_positive_int(value) for value in request.POST.getlist("items")]
+    if reviewer is None or not item_ids or None in item_ids:
         messages.error(request, "Pick a reviewer of this session and at least one item.")
         return redirect(session.get_absolute_url())
     try:
@@ -203,6 +202,14 @@ def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Gave {count} item{'s' if count != 1 else ''} to {reviewer.username}.")
     return redirect(session.get_absolute_url())
+
+
+def _positive_int(raw: str) -> int | None:
+    """A row id from a form field, or None for anything else (letters, signs, out of the column's range)."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):  # 19 digits hold any 64-bit id
+        return None
+    return int(raw) if 0 < int(raw) < 2**63 else None
 
 
 # ---------------------------------------------------------------- adding traces
@@ -226,36 +233,45 @@ def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     data = request.POST if request.method == "POST" else request.GET
     form = TraceFilterForm(data or None)
     ids_form = TraceIdsForm(request.POST if "trace_ids" in request.POST else None)
+    added: services.AddResult | None = None
     if request.method == "POST":
-        result = _add_traces(request, session, form, ids_form)
-        if result is not None:
-            return result
+        added = _add_traces(session, form, ids_form)
+        if added is not None and not added.unknown:
+            messages.success(request, f"Added {added.added} traces ({added.already_there} were already there).")
+            return redirect(session.get_absolute_url())
+        if added is not None:  # some pasted ids name no trace: say which, and offer them for correction
+            ids_form = TraceIdsForm(initial={"trace_ids": "\n".join(added.unknown)})
     preview = _preview(session, form)
-    context = {"session": session, "form": form, "ids_form": ids_form, "query": data.urlencode(), **preview}
+    context = {
+        "session": session,
+        "form": form,
+        "ids_form": ids_form,
+        "added": added,
+        "unknown_shown": added.unknown[:UNKNOWN_IDS_SHOWN] if added else [],
+        "unknown_more": max(0, len(added.unknown) - UNKNOWN_IDS_SHOWN) if added else 0,
+        "query": data.urlencode(),
+        **preview,
+    }
     template = "labeling/manage/add_traces.html"
     if request.htmx and request.method == "GET":
         template += "#preview"
-    status = 400 if request.method == "POST" or (form.is_bound and not form.is_valid()) else 200
+    refused = request.method == "POST" and added is None
+    status = 400 if refused or (form.is_bound and not form.is_valid()) else 200
     return render(request, template, context, status=status)
 
 
-def _add_traces(
-    request: HttpRequest, session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm
-) -> HttpResponse | None:
+def _add_traces(session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm) -> services.AddResult | None:
+    """Add the pasted ids or the filtered traces; None when the form is refused (its errors say why)."""
+    target = ids_form if ids_form.is_bound else form
+    if not target.is_valid():
+        return None
     try:
         if ids_form.is_bound:
-            if not ids_form.is_valid():
-                return None
-            result = services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"])
-        else:
-            if not form.is_valid():
-                return None
-            result = services.add_traces_to_session(session=session, traces=form.filter(Trace.objects.explorable()))
+            return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"])
+        return services.add_traces_to_session(session=session, traces=form.filter(Trace.objects.explorable()))
     except ValidationError as exc:
-        (ids_form if ids_form.is_bound else form).add_error(None, exc.messages)
+        target.add_error(None, exc.messages)
         return None
-    messages.success(request, f"Added {result.added} traces ({result.already_there} were already there).")
-    return redirect(session.get_absolute_url())
 
 
 def _preview(session: LabelingSession, form: TraceFilterForm) -> dict[str, Any]:

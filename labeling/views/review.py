@@ -8,14 +8,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from traces.loading import load_span_for_panel
-from traces.views import span_json, span_value_response
+from traces.views import find_span, span_json, span_value_response
 
 from .. import claims, submissions
 from ..access import is_session_reviewer, reviewable_sessions, visible_items
@@ -219,9 +218,7 @@ def flag(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
 
 
 def _span_detail(request: HttpRequest, item: ReviewItem) -> HttpResponse:
-    span = load_span_for_panel(item.trace_id, request.GET["span"])
-    if span is None:
-        raise Http404("No such span in this trace.")
+    span = find_span(item.trace_id, request.GET["span"])
     context = {"selected": span, "selected_json": span_json(span)}
     if request.htmx:
         return render(request, "traces/trace_detail.html#span-detail", context)
@@ -265,6 +262,8 @@ def skip(request: HttpRequest, session_pk: int, item_pk: int) -> HttpResponse:
         claims.skip_item(item=item, reviewer=request.user, reason=request.POST.get("reason", ""))
     except SessionClosedError as exc:
         return _refuse(request, session, item, str(exc), status=403)
+    except ValidationError as exc:
+        return _refuse(request, session, item, " ".join(exc.messages), status=400)
     return _go_next(request, session, item, notice="Skipped the previous item.")
 
 

@@ -165,17 +165,63 @@ def test_add_traces_preview_and_add_all_matching_not_just_a_page(admin: Client) 
     assert session.items.count() == 55
 
 
-def test_add_traces_by_id_and_unknown_ids(admin: Client) -> None:
+def test_add_traces_by_id(admin: Client) -> None:
     session = services.create_labeling_session(name="Ids")
     known = make_trace()
     url = reverse("labeling:session_add_traces", args=[session.pk])
-    response = admin.post(url, {"trace_ids": f"{known.trace_id}, tr-doesnotexist"})
-    assert response.status_code == 400 and "Unknown trace id: tr-doesnotexist" in response.content.decode()
-    assert session.items.count() == 0
-    assert admin.post(url, {"trace_ids": known.trace_id}).status_code == 302
+    response = admin.post(url, {"trace_ids": known.trace_id}, follow=True)
+    assert "Added 1 traces (0 were already there)." in response.content.decode()
     assert session.items.count() == 1
     response = admin.get(url, {"since": "2026-12-01", "until": "2026-01-01"})
     assert response.status_code == 400
+
+
+def test_pasted_ids_add_the_known_ones_and_list_the_unknown_at_the_top(admin: Client) -> None:
+    session = services.create_labeling_session(name="Ids")
+    known = [make_trace(), make_trace()]
+    services.add_traces_to_session(session=session, trace_ids=[known[1].trace_id])
+    url = reverse("labeling:session_add_traces", args=[session.pk])
+    pasted = f"{known[0].trace_id}, tr-doesnotexist\n{known[1].trace_id}\ntr-typo\ntr-doesnotexist"
+    response = admin.post(url, {"trace_ids": pasted})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert session.items.count() == 2
+    notice = body.index('class="card unknown-ids" role="alert"')
+    assert notice < body.index('<form method="get"')  # above the filters, not inside the collapsed box
+    assert "Added 1 trace</strong> (1 already in this session)" in body
+    assert "these 2 ids are unknown:" in body
+    assert "<li>tr-doesnotexist</li><li>tr-typo</li>" in body
+    # The box with the ids is open and holds only the unknown ones, to correct and add again.
+    assert '<details class="card" open>' in body
+    assert ">\ntr-doesnotexist\ntr-typo</textarea>" in body
+
+
+def test_pasted_ids_all_unknown(admin: Client) -> None:
+    session = services.create_labeling_session(name="Ids")
+    url = reverse("labeling:session_add_traces", args=[session.pk])
+    body = admin.post(url, {"trace_ids": "tr-nope"}).content.decode()
+    assert "Added 0 traces</strong>;" in body and "this id is unknown:" in body and "<li>tr-nope</li>" in body
+    assert session.items.count() == 0
+
+
+def test_many_unknown_ids_are_listed_in_part(admin: Client) -> None:
+    session = services.create_labeling_session(name="Ids")
+    url = reverse("labeling:session_add_traces", args=[session.pk])
+    pasted = "\n".join(f"tr-missing-{i}" for i in range(150))
+    body = admin.post(url, {"trace_ids": pasted}).content.decode()
+    assert "these 150 ids are unknown:" in body
+    assert "<li>tr-missing-99</li>" in body and "<li>tr-missing-100</li>" not in body
+    assert "… and 50 more" in body
+    assert "tr-missing-149</textarea>" in body  # every one of them is offered for correction
+
+
+def test_add_traces_service_returns_unknown_ids_in_the_order_given() -> None:
+    session = services.create_labeling_session(name="Ids")
+    known = make_trace()
+    result = services.add_traces_to_session(session=session, trace_ids=["tr-b", known.trace_id, "tr-a", "tr-b"])
+    assert (result.added, result.already_there, result.unknown) == (1, 0, ["tr-b", "tr-a"])
+    again = services.add_traces_to_session(session=session, trace_ids=[known.trace_id])
+    assert (again.added, again.already_there, again.unknown) == (0, 1, [])
 
 
 def answered_session(n_items: int) -> LabelingSession:
