@@ -6,9 +6,11 @@ needs for ``inputs`` and ``expectations``. Each column's type is worked out over
 one type (a chat-completion object in one record's outputs, a plain string in another's) is
 written as text instead, and the caller is told which.
 
-Everything runs on the calling thread with pyarrow's in-memory builders: no pyarrow reader, so no
-background thread is reading a Python file object when the interpreter exits (issue 9 item 1: such
-a thread made about 1 export in 10 abort with "terminate called without an active exception").
+Everything runs on the calling thread: records become Arrow arrays with pyarrow's builders, are
+spooled in Arrow's IPC format and cast to the final types. No pyarrow reader runs, so no Arrow
+background thread is left holding a Python file object while the interpreter exits (issue 9
+item 1: the JSON reader's read-ahead did, and about 1 export in 10 under load aborted with
+"terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import IO, Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from .exporters import COLUMNS, jsonl_line
@@ -71,27 +74,31 @@ class _ColumnTypes:
         self.records = 0
         self.keys: dict[str, Counter[str]] = {c: Counter() for c in KEYED_COLUMNS}
 
-    def add(self, batch: list[dict[str, Any]]) -> None:
+    def add(self, batch: list[dict[str, Any]]) -> pa.Table:
+        """The batch as Arrow columns of their own inferred types (nulls for a column that clashes)."""
         self.records += len(batch)
         for column in KEYED_COLUMNS:
             for record in batch:
                 if isinstance(record[column], dict):
                     self.keys[column].update(record[column].keys())
+        arrays = {}
         for column in COLUMNS:
-            if column not in self.clashing:
-                self._fold(column, [record[column] for record in batch])
+            array = None if column in self.clashing else self._fold(column, [record[column] for record in batch])
+            arrays[column] = pa.nulls(len(batch)) if array is None else array
+        return pa.table(arrays)
 
-    def _fold(self, column: str, values: list[Any]) -> None:
+    def _fold(self, column: str, values: list[Any]) -> pa.Array | None:
         try:
-            found = pa.array(values).type
+            array = pa.array(values)
             merged = pa.unify_schemas(
-                [pa.schema([(column, self.types[column])]), pa.schema([(column, found)])],
+                [pa.schema([(column, self.types[column])]), pa.schema([(column, array.type)])],
                 promote_options="permissive",
             )
         except TYPE_ERRORS:
             self.clashing.add(column)
-        else:
-            self.types[column] = merged.field(column).type
+            return None
+        self.types[column] = merged.field(column).type
+        return array
 
     def layout(self) -> ParquetLayout:
         fields: list[pa.Field] = []
@@ -137,19 +144,20 @@ def _text(value: Any) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def _table(batch: list[dict[str, Any]], layout: ParquetLayout) -> pa.Table:
+def _conform(table: pa.Table, rows: list[dict[str, Any]], layout: ParquetLayout) -> pa.Table:
+    """A spooled batch in the final schema: typed columns cast (fields added, widened, pruned), text from rows."""
     columns = []
     for column in layout.schema:
-        values = [record[column.name] for record in batch]
         if column.name in layout.text_columns:
-            values = [_text(v) for v in values]
+            columns.append(pa.array([_text(row[column.name]) for row in rows], type=pa.string()))
         elif pa.types.is_null(column.type):
-            values = [None] * len(values)  # every value was {} or None
-        columns.append(pa.array(values, type=column.type))
+            columns.append(pa.nulls(table.num_rows))  # every value was {} or None
+        else:
+            columns.append(table[column.name].cast(column.type))
     return pa.Table.from_arrays(columns, schema=layout.schema)
 
 
-def _batches(records: Iterable[dict[str, Any]], size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
+def _batches(records: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for record in records:
         batch.append(record)
@@ -160,20 +168,38 @@ def _batches(records: Iterable[dict[str, Any]], size: int = BATCH) -> Iterator[l
         yield batch
 
 
+def _spool_table(spool: IO[bytes], table: pa.Table) -> None:
+    """One Arrow IPC stream per batch (each has its own types), length-prefixed."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue()
+    spool.write(data.size.to_bytes(8, "little"))
+    spool.write(memoryview(data))
+
+
+def _spooled_tables(spool: IO[bytes]) -> Iterator[pa.Table]:
+    while header := spool.read(8):
+        yield pa.ipc.open_stream(spool.read(int.from_bytes(header, "little"))).read_all()
+
+
 def write_parquet(make_records: Callable[[], Iterable[dict[str, Any]]], out: IO[bytes]) -> ParquetLayout:
     """Write the records to ``out``; memory stays flat however many there are.
 
-    The records are read once: spooled to a temporary JSONL file while each column's type is
-    worked out, then converted from the spool batch by batch.
+    The records are read once. Each batch is spooled as Arrow columns while every column's type
+    is worked out, then cast to those types and written. The records are spooled as JSON lines
+    too, for a column that ends up as text.
     """
     types = _ColumnTypes()
-    with tempfile.TemporaryFile() as spool:
-        for batch in _batches(make_records()):
-            spool.write(b"".join(jsonl_line(r) for r in batch))
-            types.add(batch)
+    with tempfile.TemporaryFile() as arrow_spool, tempfile.TemporaryFile() as json_spool:
+        for batch in _batches(make_records(), BATCH):
+            json_spool.write(b"".join(jsonl_line(r) for r in batch))
+            _spool_table(arrow_spool, types.add(batch))
         layout = types.layout()
-        spool.seek(0)
+        arrow_spool.seek(0)
+        json_spool.seek(0)
         with pq.ParquetWriter(out, layout.schema) as writer:
-            for batch in _batches(orjson.loads(line) for line in spool):
-                writer.write_table(_table(batch, layout))
+            for table in _spooled_tables(arrow_spool):
+                lines = (json_spool.readline() for _ in range(table.num_rows if layout.text_columns else 0))
+                writer.write_table(_conform(table, [orjson.loads(line) for line in lines], layout))
     return layout

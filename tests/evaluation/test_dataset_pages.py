@@ -112,7 +112,7 @@ def test_dashboard_form_states_the_rule_and_the_counts(client: Client, admin_use
     body = client.get(session.get_absolute_url()).content.decode()
     assert "One record per item with at least one expectation answer" in body
     assert "items that have only feedback answers are included too" in body
-    assert "Now 3 items have an expectation answer and 7 have answers of any kind." in body
+    assert "Saving now gives <strong>3</strong> records, or <strong>7</strong> with feedback added as tags" in body
 
 
 def test_demo_like_session_saves_only_items_with_expectations(client: Client, admin_user, db: None) -> None:

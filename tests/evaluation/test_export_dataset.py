@@ -18,7 +18,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from evaluation import exporters
+from evaluation import exporters, parquet
 from evaluation.models import DatasetRecord, EvaluationDataset
 from evaluation.parquet import ParquetLayout, write_parquet
 from labeling import services, workflow
@@ -269,6 +269,30 @@ def test_parquet_with_no_expectations_at_all_reads_back_none() -> None:
     assert df.loc[0, "expectations"] is None  # mlflow.genai.evaluate treats a missing value as no expectations
     assert df.loc[0, "tags"] == {"feedback.correct": "true"}
     assert layout.text_columns == []
+
+
+def test_parquet_types_are_merged_across_batches(monkeypatch) -> None:
+    """Each batch is typed on its own, then cast: keys added later, widened numbers, a batch of {} only."""
+    monkeypatch.setattr(parquet, "BATCH", 1)
+    records = [
+        _record(expectations={}, outputs=None),
+        _record(expectations={"e": "y"}, outputs={"n": 1}),
+        _record(expectations={"f": ["a", "b"]}, outputs={"n": 2.5, "m": "x"}),
+    ]
+    df, layout = _parquet(records)
+    assert layout.text_columns == []
+    assert df["expectations"].tolist()[0] == {"e": None, "f": None}
+    assert df.loc[1, "outputs"] == {"n": 1.0, "m": None}
+    assert list(df.loc[2, "expectations"]["f"]) == ["a", "b"]
+    assert layout.sparse_keys == {"expectations": ["e", "f"]}
+
+
+def test_parquet_text_column_found_in_a_later_batch(monkeypatch) -> None:
+    monkeypatch.setattr(parquet, "BATCH", 1)
+    df, layout = _parquet([_record(outputs={"choices": []}), _record(outputs="plain")])
+    assert layout.text_columns == ["outputs"]
+    assert df["outputs"].tolist() == ['{"choices":[]}', "plain"]
+    assert df.loc[1, "inputs"] == {"q": "x"}
 
 
 def test_parquet_of_no_records_is_a_valid_empty_file() -> None:
