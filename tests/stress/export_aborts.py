@@ -47,6 +47,13 @@ def export_once(env: dict[str, str], fmt: str, session: str, path: Path) -> tupl
     return done.returncode, done.stderr
 
 
+def describe(code: int) -> str:
+    """subprocess reports death by a signal as -N; a shell shows 128+N (SIGABRT: 134)."""
+    if code >= 0:
+        return str(code)
+    return f"{128 - code} ({signal.Signals(-code).name})"
+
+
 def readable(path: Path, fmt: str) -> bool:
     if fmt != "parquet":
         return path.exists() and path.stat().st_size > 0
@@ -82,7 +89,8 @@ def main() -> int:
                 code, stderr = export_once(env, args.format, session, path)
                 codes[(session, code)] += 1
                 if code != 0:
-                    aborts.append(f"run {run + 1} ({session}): exit {code}: {stderr.strip().splitlines()[-1:]}")
+                    last = stderr.strip().splitlines()[-1:]
+                    aborts.append(f"run {run + 1} ({session}): exit {describe(code)}: {' '.join(last)}")
                 elif not readable(path, args.format):
                     unreadable += 1
                 if (run + 1) % 20 == 0:
@@ -96,7 +104,7 @@ def main() -> int:
     print("| session | exit code | runs |")
     print("|---|---|---|")
     for (session, code), count in sorted(codes.items()):
-        print(f"| {session} | {code} | {count} |")
+        print(f"| {session} | {describe(code)} | {count} |")
     failed = sum(n for (_, c), n in codes.items() if c)
     print(f"\n{args.runs} runs in {seconds:.0f} s: {failed} not 0, {unreadable} unreadable files")
     for line in aborts:
