@@ -82,17 +82,18 @@ def adjudicated(answers: list[Answer], final: Answer | None) -> tuple[Any, bool]
     return majority(answers, final)
 
 
-INCLUSION_RULE = (
-    "One record per item with at least one expectation answer (expected response, facts, guidelines…). "
-    "With feedback added as tags, items that have only feedback answers are included too. "
-    "Items nobody answered, and answers left out as ties, add nothing."
-)
-
 Policy = Callable[[list[Answer], Answer | None], tuple[Any, bool]]
 POLICIES: dict[str, Policy] = {"latest": latest, "consensus": majority, "adjudicated": adjudicated}
 
 
 # ---------------------------------------------------------------- records from sessions
+
+# Which items become records; the export command's help and the save-as-dataset form show it as is.
+INCLUSION_RULE = (
+    "One record per item with at least one expectation answer (expected response, facts, guidelines…). "
+    "With feedback added as tags, items that have only feedback answers are included too. "
+    "Items nobody answered, and answers left out as ties, add nothing."
+)
 
 
 def mlflow_inputs(inputs: Any) -> dict[str, Any]:
