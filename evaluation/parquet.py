@@ -7,10 +7,12 @@ one type (a chat-completion object in one record's outputs, a plain string in an
 written as text instead, and the caller is told which.
 
 Everything runs on the calling thread: records become Arrow arrays with pyarrow's builders, are
-spooled in Arrow's IPC format and cast to the final types. No pyarrow reader runs, so no Arrow
-background thread is left holding a Python file object while the interpreter exits (issue 9
-item 1: the JSON reader's read-ahead did, and about 1 export in 10 under load aborted with
-"terminate called without an active exception").
+spooled in Arrow's IPC format and cast to the final types. Issue 9 item 1: the old pyarrow JSON
+reader read the spool (a Python file object) ahead on Arrow's thread pool, so a pool thread
+could drop the last reference to a block wrapping Python bytes (``arrow::py::PyBuffer``) while
+the interpreter was exiting; taking the GIL then ends the thread with ``pthread_exit``, whose
+unwinding through Arrow's C++ frames calls ``std::terminate`` ("terminate called without an
+active exception", exit 134). Here no pyarrow reader runs and no Arrow buffer wraps Python memory.
 """
 
 from __future__ import annotations
@@ -180,7 +182,11 @@ def _spool_table(spool: IO[bytes], table: pa.Table) -> None:
 
 def _spooled_tables(spool: IO[bytes]) -> Iterator[pa.Table]:
     while header := spool.read(8):
-        yield pa.ipc.open_stream(spool.read(int.from_bytes(header, "little"))).read_all()
+        # Read into Arrow-owned memory, not a Python bytes object: no Arrow buffer ever needs the
+        # GIL to be freed (an Arrow thread freeing one during interpreter exit aborts the process).
+        data = pa.allocate_buffer(int.from_bytes(header, "little"))
+        spool.readinto(memoryview(data))
+        yield pa.ipc.open_stream(data).read_all()
 
 
 def write_parquet(make_records: Callable[[], Iterable[dict[str, Any]]], out: IO[bytes]) -> ParquetLayout:
