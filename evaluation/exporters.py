@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import orjson
-from django.db.models import Count, Q, TextField
+from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from labeling.models import LabelingSession, ReviewItem
@@ -221,6 +221,22 @@ def count_items(sessions: list[LabelingSession]) -> int:
     return ReviewItem.objects.filter(session__in=sessions).count()
 
 
+def _human_answers(sessions: list[LabelingSession]) -> QuerySet[Assessment]:
+    return Assessment.objects.filter(
+        trace__review_item__session__in=sessions, source_type=AssessmentSource.HUMAN, valid=True
+    ).exclude(metadata__has_key=COPIED_KEY)
+
+
+def nothing_to_export(sessions: list[LabelingSession], *, include_feedback: bool) -> str:
+    """Why INCLUSION_RULE takes no item ("" when it takes some), to follow "has"; at most two EXISTS queries."""
+    answers = _human_answers(sessions)
+    if include_feedback:
+        return "" if answers.exists() else "no answers yet"
+    if answers.filter(kind=AssessmentKind.EXPECTATION).exists():
+        return ""
+    return "no expectation labels, only feedback answers" if answers.exists() else "no expectation labels yet"
+
+
 @dataclass(frozen=True)
 class LabeledCounts:
     """Items with at least one expectation answer, and with any answer, before a policy drops ties."""
@@ -228,26 +244,12 @@ class LabeledCounts:
     with_expectations: int
     with_answers: int
 
-    def problem(self, *, include_feedback: bool) -> str:
-        """Why the inclusion rule takes nothing ("" when it takes something), to follow "this session has"."""
-        if not self.with_answers:
-            return "no answers yet" if include_feedback else "no expectation labels yet"
-        if not include_feedback and not self.with_expectations:
-            return "no expectation labels, only feedback answers"
-        return ""
-
 
 def labeled_counts(sessions: list[LabelingSession]) -> LabeledCounts:
-    """One query: how many of the sessions' items the inclusion rule (see ``_records_for``) can take."""
-    counts = (
-        Assessment.objects.filter(
-            trace__review_item__session__in=sessions, source_type=AssessmentSource.HUMAN, valid=True
-        )
-        .exclude(metadata__has_key=COPIED_KEY)
-        .aggregate(
-            with_expectations=Count("trace_id", distinct=True, filter=Q(kind=AssessmentKind.EXPECTATION)),
-            with_answers=Count("trace_id", distinct=True),
-        )
+    """One query: how many items INCLUSION_RULE takes without and with feedback (under the latest answer)."""
+    counts = _human_answers(sessions).aggregate(
+        with_expectations=Count("trace_id", distinct=True, filter=Q(kind=AssessmentKind.EXPECTATION)),
+        with_answers=Count("trace_id", distinct=True),
     )
     return LabeledCounts(counts["with_expectations"], counts["with_answers"])
 

@@ -18,7 +18,7 @@ from labeling.models import LabelingSession
 from labeling.views.access import admin_required
 
 from . import services
-from .exporters import INCLUSION_RULE, ExportError, ExportStats, LabeledCounts, labeled_counts, lines
+from .exporters import INCLUSION_RULE, ExportError, ExportStats, labeled_counts, lines, nothing_to_export
 from .forms import SaveDatasetForm
 from .models import EvaluationDataset
 from .parquet import write_parquet
@@ -67,9 +67,9 @@ def dataset_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
 
 
 def _save_form_page(
-    request: HttpRequest, session: LabelingSession, form: SaveDatasetForm, counts: LabeledCounts, status: int = 200
+    request: HttpRequest, session: LabelingSession, form: SaveDatasetForm, status: int = 200
 ) -> HttpResponse:
-    context = {"session": session, "form": form, "counts": counts, "rule": INCLUSION_RULE}
+    context = {"session": session, "form": form, "counts": labeled_counts([session]), "rule": INCLUSION_RULE}
     return render(request, "evaluation/save_dataset.html", context, status=status)
 
 
@@ -78,17 +78,16 @@ def _save_form_page(
 def save_session_as_dataset(request: HttpRequest, session_pk: int) -> HttpResponse:
     """The form (also on the session dashboard); a refused save shows it again with the reason, as a 400."""
     session = get_object_or_404(LabelingSession, pk=session_pk)
-    counts = labeled_counts([session])
     if request.method == "GET":
-        return _save_form_page(request, session, SaveDatasetForm(default_name=session.name), counts)
+        return _save_form_page(request, session, SaveDatasetForm(default_name=session.name))
     form = SaveDatasetForm(request.POST, default_name=session.name)
     if not form.is_valid():
-        return _save_form_page(request, session, form, counts, status=400)
+        return _save_form_page(request, session, form, status=400)
     include_feedback = form.cleaned_data["include_feedback"]
-    if problem := counts.problem(include_feedback=include_feedback):
-        hint = " Tick “add feedback as tags” to save those as tags." if counts.with_answers else ""
+    if problem := nothing_to_export([session], include_feedback=include_feedback):
+        hint = " Tick “add feedback as tags” to save those as tags." if "only feedback" in problem else ""
         form.add_error(None, f"Nothing to save: this session has {problem}.{hint}")
-        return _save_form_page(request, session, form, counts, status=400)
+        return _save_form_page(request, session, form, status=400)
     try:
         dataset, merged, stats = services.save_session_labels(
             sessions=[session],
@@ -99,7 +98,7 @@ def save_session_as_dataset(request: HttpRequest, session_pk: int) -> HttpRespon
         )
     except (ValidationError, ExportError) as exc:
         form.add_error(None, " ".join(getattr(exc, "messages", [str(exc)])))
-        return _save_form_page(request, session, form, counts, status=400)
+        return _save_form_page(request, session, form, status=400)
     messages.success(request, saved_message(dataset, merged, stats))
     return redirect(dataset.get_absolute_url())
 

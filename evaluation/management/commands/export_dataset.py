@@ -19,7 +19,7 @@ from evaluation.exporters import (
     ExportError,
     ExportStats,
     count_items,
-    labeled_counts,
+    nothing_to_export,
     output_target,
     session_records,
     write_atomically,
@@ -119,7 +119,7 @@ class Command(BaseCommand):
         missing = sorted(set(names) - {s.name for s in sessions})
         if missing:
             raise ExportError(f"no labeling session named “{missing[0]}”")
-        if problem := labeled_counts(sessions).problem(include_feedback=options["include_feedback"]):
+        if problem := nothing_to_export(sessions, include_feedback=options["include_feedback"]):
             quoted = ", ".join(f"“{n}”" for n in names)
             hint = "; --include-feedback exports the feedback answers as tags" if "feedback" in problem else ""
             verb = "have" if len(names) > 1 else "has"
