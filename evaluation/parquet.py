@@ -109,7 +109,10 @@ class _ColumnTypes:
             if column in self.clashing:
                 fields.append(pa.field(column, pa.string()))
             else:
-                fields.append(pa.field(column, _storable(self.types[column], column, dropped) or pa.null()))
+                storable = _storable(self.types[column], column, dropped)
+                if storable is None and dropped and dropped[-1] == column:
+                    dropped.pop()  # every value was {} or None: a column of nulls, nothing to note
+                fields.append(pa.field(column, storable or pa.null()))
         sparse = {
             column: sorted(key for key, seen in counts.items() if seen < self.records)
             for column, counts in self.keys.items()
@@ -121,8 +124,8 @@ class _ColumnTypes:
 def _storable(kind: pa.DataType, path: str, dropped: list[str]) -> pa.DataType | None:
     """``kind`` without the empty structs Parquet cannot store (None when nothing is left).
 
-    Building an array with the pruned type skips those ``{}`` values: pyarrow ignores dict keys
-    that the struct type does not name.
+    Casting a batch to the pruned type leaves those ``{}`` values out (a struct cast drops the
+    fields the target does not name).
     """
     if pa.types.is_struct(kind):
         children = []

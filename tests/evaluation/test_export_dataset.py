@@ -268,7 +268,7 @@ def test_parquet_with_no_expectations_at_all_reads_back_none() -> None:
     df, layout = _parquet([_record(expectations={}, tags={"feedback.correct": "true"})])
     assert df.loc[0, "expectations"] is None  # mlflow.genai.evaluate treats a missing value as no expectations
     assert df.loc[0, "tags"] == {"feedback.correct": "true"}
-    assert layout.text_columns == []
+    assert layout.text_columns == [] and layout.dropped_empty == []
 
 
 def test_parquet_types_are_merged_across_batches(monkeypatch) -> None:
