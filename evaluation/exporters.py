@@ -1,7 +1,9 @@
-"""Build evaluation records from labeling sessions, streaming; write them as JSONL, CSV or Parquet.
+"""Build evaluation records from labeling sessions, streaming; write them as JSONL or CSV (Parquet: parquet.py).
 
 A record is ``{"inputs", "outputs", "expectations", "tags", "source"}`` with inputs and outputs
-from the trace's root span, as MLflow does, so the file goes as-is to ``mlflow.genai.evaluate``.
+picked by the same rule as the trace page's conversation (``traces.conversation``: the root span's,
+as MLflow does, or the outermost span that recorded them when the root is a bare wrapper), so the
+file goes as-is to ``mlflow.genai.evaluate``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import stat
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -17,17 +20,14 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import orjson
-import pyarrow as pa
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
-from django.db.models import Q, TextField
+from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from labeling.models import ADJUDICATION_KEY, COPIED_KEY, LabelingSession, ReviewItem
-from traces.models import Assessment, AssessmentKind, AssessmentSource, Span
+from traces.conversation import conversation_io
+from traces.models import Assessment, AssessmentKind, AssessmentSource
 
 ITEM_CHUNK = 2000
-PARQUET_BATCH = 2000
 COLUMNS = ["inputs", "outputs", "expectations", "tags", "source"]
 
 
@@ -39,7 +39,13 @@ class ExportError(Exception):
 class ExportStats:
     records: int = 0
     expectations: int = 0
+    feedback_only: int = 0  # records with feedback tags and no expectation
     ties: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Records are made again for each destination (a stored dataset, then a file)."""
+        self.records = self.expectations = self.feedback_only = 0
+        self.ties = []
 
 
 # ---------------------------------------------------------------- policies
@@ -83,6 +89,13 @@ POLICIES: dict[str, Policy] = {"latest": latest, "consensus": majority, "adjudic
 
 
 # ---------------------------------------------------------------- records from sessions
+
+# Which items become records; the export command's help and the save-as-dataset form show it as is.
+INCLUSION_RULE = (
+    "One record per item with at least one expectation answer (expected response, facts, guidelines…). "
+    "With feedback added as tags, items that have only feedback answers are included too. "
+    "Items nobody answered, and answers left out as ties, add nothing."
+)
 
 
 def mlflow_inputs(inputs: Any) -> dict[str, Any]:
@@ -148,19 +161,6 @@ def session_records(
         yield from _records_for(chunk, choose, include_feedback, stats, on_item)
 
 
-def _root_io(trace_ids: list[int]) -> dict[int, tuple[Any, Any]]:
-    spans = (
-        Span.objects.filter(trace_id__in=trace_ids, parent_id="")
-        .annotate(inputs_text=_json_text("inputs"), outputs_text=_json_text("outputs"))
-        .values_list("trace_id", "start_time_ns", "inputs_text", "outputs_text")
-    )
-    roots: dict[int, tuple[int, str | None, str | None]] = {}
-    for trace_id, start, inputs, outputs in spans:
-        if trace_id not in roots or start < roots[trace_id][0]:
-            roots[trace_id] = (start, inputs, outputs)
-    return {trace_id: (_loads(i), _loads(o)) for trace_id, (_, i, o) in roots.items()}
-
-
 def _records_for(
     items: list[tuple[int, str, str]],
     choose: Policy,
@@ -169,7 +169,7 @@ def _records_for(
     on_item: Callable[[], None] | None,
 ) -> Iterator[dict[str, Any]]:
     trace_ids = [trace_id for trace_id, _, _ in items]
-    io_by_trace = _root_io(trace_ids)
+    io_by_trace = conversation_io(trace_ids)
     labels = _labels(trace_ids)
     for trace_id, source_trace_id, session_name in items:
         if on_item:
@@ -192,10 +192,12 @@ def _records_for(
             else:
                 tags[f"feedback.{name}"] = tag_value(value)
         if not expectations and len(tags) == 1:
-            continue  # nothing labeled on this item
-        inputs, outputs = io_by_trace.get(trace_id, (None, None))
+            continue  # INCLUSION_RULE: no expectation, and no feedback tag (or feedback not asked for)
+        io = io_by_trace.get(trace_id)
+        inputs, outputs = (io.inputs, io.outputs) if io is not None else (None, None)
         stats.records += 1
         stats.expectations += len(expectations)
+        stats.feedback_only += not expectations
         yield {
             "inputs": mlflow_inputs(inputs),
             "outputs": outputs,
@@ -209,17 +211,37 @@ def count_items(sessions: list[LabelingSession]) -> int:
     return ReviewItem.objects.filter(session__in=sessions).count()
 
 
-def has_expectations(sessions: list[LabelingSession]) -> bool:
-    return (
-        Assessment.objects.filter(
-            trace__review_item__session__in=sessions,
-            source_type=AssessmentSource.HUMAN,
-            kind=AssessmentKind.EXPECTATION,
-            valid=True,
-        )
-        .exclude(metadata__has_key=COPIED_KEY)
-        .exists()
+def _human_answers(sessions: list[LabelingSession]) -> QuerySet[Assessment]:
+    return Assessment.objects.filter(
+        trace__review_item__session__in=sessions, source_type=AssessmentSource.HUMAN, valid=True
+    ).exclude(metadata__has_key=COPIED_KEY)
+
+
+def nothing_to_export(sessions: list[LabelingSession], *, include_feedback: bool) -> str:
+    """Why INCLUSION_RULE takes no item ("" when it takes some), to follow "has"; at most two EXISTS queries."""
+    answers = _human_answers(sessions)
+    if include_feedback:
+        return "" if answers.exists() else "no answers yet"
+    if answers.filter(kind=AssessmentKind.EXPECTATION).exists():
+        return ""
+    return "no expectation labels, only feedback answers" if answers.exists() else "no expectation labels yet"
+
+
+@dataclass(frozen=True)
+class LabeledCounts:
+    """Items with at least one expectation answer, and with any answer, before a policy drops ties."""
+
+    with_expectations: int
+    with_answers: int
+
+
+def labeled_counts(sessions: list[LabelingSession]) -> LabeledCounts:
+    """One query: how many items INCLUSION_RULE takes without and with feedback (under the latest answer)."""
+    counts = _human_answers(sessions).aggregate(
+        with_expectations=Count("trace_id", distinct=True, filter=Q(kind=AssessmentKind.EXPECTATION)),
+        with_answers=Count("trace_id", distinct=True),
     )
+    return LabeledCounts(counts["with_expectations"], counts["with_answers"])
 
 
 # ---------------------------------------------------------------- writers
@@ -258,76 +280,57 @@ def write_lines(fmt: str, records: Iterable[dict[str, Any]], out: IO[bytes]) -> 
         out.write(line)
 
 
-def _batches(records: Iterable[dict[str, Any]], size: int = PARQUET_BATCH) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+NOT_REGULAR = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
-def _batch_schema(batch: list[dict[str, Any]], schema: pa.Schema | None) -> pa.Schema | None:
-    found = pa.Table.from_pylist(batch).schema
-    return found if schema is None else pa.unify_schemas([schema, found], promote_options="permissive")
+def output_target(path: Path) -> Path:
+    """Where writing ``path`` lands (through a symlink, as ``open`` would); refuse what is not a regular file."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        kind = NOT_REGULAR.get(stat.S_IFMT(mode), "not a regular file")
+        raise ExportError(f"{path} is {kind}, not a regular file: give a file path (nothing was written)")
+    return target
 
 
-JSON_SCHEMA = pa.schema([(c, pa.string()) for c in COLUMNS])
-
-
-def write_parquet(make_records: Callable[[], Iterable[dict[str, Any]]], out: IO[bytes]) -> str:
-    """Nested columns as Parquet structs (``pd.read_parquet`` gives dicts back); JSON text if types clash.
-
-    The records are read once: spooled to a temporary JSONL file while the schema that fits every
-    batch is worked out, then written from the spool in batches, so memory stays flat.
-    """
-    schema: pa.Schema | None = None
-    clash = False
-    with tempfile.TemporaryFile() as spool:
-        for batch in _batches(make_records()):
-            spool.write(b"".join(jsonl_line(r) for r in batch))
-            if not clash:
-                try:
-                    schema = _batch_schema(batch, schema)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                    clash = True
-        if schema is not None and any(pa.types.is_struct(f.type) and f.type.num_fields == 0 for f in schema):
-            clash = True  # Parquet cannot store an empty struct
-        layout = "json" if clash or schema is None else "struct"
-        spool.flush()
-        spool.seek(0)
-        writer = pq.ParquetWriter(out, JSON_SCHEMA if layout == "json" else schema)
-        try:
-            if layout == "struct":
-                # Arrow's own JSON reader parses the spool in blocks against the schema (fast, bounded memory).
-                options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-                reader = pa_json.open_json(
-                    spool, read_options=pa_json.ReadOptions(block_size=2 << 20), parse_options=options
-                )
-                for record_batch in reader:
-                    writer.write_batch(record_batch)
-            else:
-                for batch in _batches(orjson.loads(line) for line in spool):
-                    rows = [{c: orjson.dumps(r[c]).decode() for c in COLUMNS} for r in batch]
-                    writer.write_table(pa.Table.from_pylist(rows, schema=JSON_SCHEMA))
-        finally:
-            writer.close()
-    return layout
+def _new_file_mode(target: Path) -> int:
+    """An existing file keeps its permissions; a new one gets 0666 minus the umask, like ``open``."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> Any:
-    """Write to a temp file beside ``path`` and rename it: a failure never leaves a partial file."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Write to a temp file beside ``path`` and rename it: a failure never leaves a partial file.
+
+    ``path`` must be a regular file or not exist yet: a directory, FIFO or device (or a symlink to
+    one) is refused before anything is written.
+    """
+    target = output_target(path)
     try:
-        handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".partial")
+        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(handle, _new_file_mode(target))
         with os.fdopen(handle, "wb") as out:
             result = write(out)
-        os.replace(temp, path)
+        output_target(path)  # still not replaced by a directory or FIFO while we wrote
+        os.replace(temp, target)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -9,6 +9,7 @@ import orjson
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.text import slugify
 
 
 class EvaluationDataset(models.Model):
@@ -29,6 +30,11 @@ class EvaluationDataset(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("evaluation:dataset_detail", args=[self.pk])
+
+    @property
+    def file_stem(self) -> str:
+        """Download file name without extension: a slug of the name (names are user text, file names are not)."""
+        return slugify(self.name) or f"dataset-{self.pk}"
 
 
 class SourceType(models.TextChoices):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from .exporters import ExportStats, session_records
 from .models import DatasetRecord, EvaluationDataset, SourceType, inputs_key
 
 MERGE_CHUNK = 1000
+NAME_MAX_LENGTH = EvaluationDataset._meta.get_field("name").max_length
 
 
 @dataclass
@@ -25,12 +27,22 @@ class MergeResult:
     updated: int = 0
 
 
-def get_or_create_dataset(
-    *, name: str, created_by: AbstractBaseUser | None = None, description: str = ""
-) -> EvaluationDataset:
+def clean_dataset_name(name: str) -> str:
+    """A dataset name is one line of up to 200 characters; anything else is a ``ValidationError``."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": "Give the dataset a name."})
+    if len(name) > NAME_MAX_LENGTH:
+        raise ValidationError({"name": f"Keep the name to {NAME_MAX_LENGTH} characters (it has {len(name)})."})
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ValidationError({"name": "Use one line of text: no line breaks, tabs or other control characters."})
+    return name
+
+
+def get_or_create_dataset(
+    *, name: str, created_by: AbstractBaseUser | None = None, description: str = ""
+) -> EvaluationDataset:
+    name = clean_dataset_name(name)
     dataset, _ = EvaluationDataset.objects.get_or_create(
         name=name, defaults={"created_by": created_by, "description": description}
     )
@@ -120,10 +132,16 @@ def save_session_labels(
     include_feedback: bool = False,
     created_by: AbstractBaseUser | None = None,
 ) -> tuple[EvaluationDataset, MergeResult, ExportStats]:
-    """Merge the sessions' labels into a stored dataset."""
+    """Merge the sessions' labels into a stored dataset, under ``exporters.INCLUSION_RULE``.
+
+    Nothing is saved (not even an empty dataset) when no item qualifies.
+    """
     stats = ExportStats()
     with transaction.atomic():
         dataset = get_or_create_dataset(name=dataset_name, created_by=created_by)
         records = session_records(sessions, policy=policy, include_feedback=include_feedback, stats=stats)
         result = merge_records(dataset=dataset, records=records)
+        if not stats.records:
+            tied = f" ({len(stats.ties)} tied answers left out)" if stats.ties else ""
+            raise ValidationError(f"No item qualifies for the dataset{tied}, so nothing was saved.")
     return dataset, result, stats

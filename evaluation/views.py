@@ -6,19 +6,23 @@ import tempfile
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.utils.http import content_disposition_header
+from django.views.decorators.http import require_GET, require_http_methods
 
-from labeling.access import is_admin
-from labeling.views.access import admin_required, get_session_for_manager
+from labeling.models import LabelingSession
+from labeling.views.access import admin_required
 
 from . import services
-from .exporters import POLICIES, ExportError, has_expectations, lines, write_parquet
+from .exporters import INCLUSION_RULE, ExportError, ExportStats, labeled_counts, lines, nothing_to_export
+from .forms import SaveDatasetForm
 from .models import EvaluationDataset
+from .parquet import write_parquet
+from .rendering import record_views
 
 RECORDS_PER_PAGE = 50
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -37,7 +41,8 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     dataset = get_object_or_404(EvaluationDataset, pk=pk)
     page = Paginator(dataset.records.order_by("id"), RECORDS_PER_PAGE).get_page(request.GET.get("page"))
     template = "evaluation/dataset_detail.html#records" if request.htmx else "evaluation/dataset_detail.html"
-    return render(request, template, {"dataset": dataset, "page": page})
+    context = {"dataset": dataset, "page": page, "records": record_views(page.object_list)}
+    return render(request, template, context)
 
 
 def _records(dataset: EvaluationDataset) -> Iterator[dict]:
@@ -50,45 +55,61 @@ def dataset_download(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     dataset = get_object_or_404(EvaluationDataset, pk=pk)
     if fmt not in CONTENT_TYPES:
         raise Http404("Unknown format.")
-    filename = f"{dataset.name}.{fmt}".replace('"', "")
+    filename = f"{dataset.file_stem}.{fmt}"
     if fmt == "parquet":
         temp = tempfile.TemporaryFile()  # noqa: SIM115 - FileResponse closes it after sending
         write_parquet(lambda: _records(dataset), temp)
         temp.seek(0)
         return FileResponse(temp, as_attachment=True, filename=filename, content_type=CONTENT_TYPES[fmt])
     response = StreamingHttpResponse(lines(fmt, _records(dataset)), content_type=CONTENT_TYPES[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=filename)
     return response
 
 
-@require_POST
+def _save_form_page(
+    request: HttpRequest, session: LabelingSession, form: SaveDatasetForm, status: int = 200
+) -> HttpResponse:
+    context = {"session": session, "form": form, "counts": labeled_counts([session]), "rule": INCLUSION_RULE}
+    return render(request, "evaluation/save_dataset.html", context, status=status)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
 def save_session_as_dataset(request: HttpRequest, session_pk: int) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return redirect("login")
-    session = get_session_for_manager(request, session_pk)
-    if not is_admin(request.user):
-        raise PermissionDenied("Only admins save datasets.")
-    name = request.POST.get("name", "").strip() or session.name
-    policy = request.POST.get("policy", "latest")
-    if policy not in POLICIES:
-        messages.error(request, "Unknown policy.")
-        return redirect(session.get_absolute_url())
-    if not has_expectations([session]):
-        messages.error(request, "This session has no expectation labels yet, so there is nothing to save.")
-        return redirect(session.get_absolute_url())
+    """The form (also on the session dashboard); a refused save shows it again with the reason, as a 400."""
+    session = get_object_or_404(LabelingSession, pk=session_pk)
+    if request.method == "GET":
+        return _save_form_page(request, session, SaveDatasetForm(default_name=session.name))
+    form = SaveDatasetForm(request.POST, default_name=session.name)
+    if not form.is_valid():
+        return _save_form_page(request, session, form, status=400)
+    include_feedback = form.cleaned_data["include_feedback"]
+    if problem := nothing_to_export([session], include_feedback=include_feedback):
+        hint = " Tick “add feedback as tags” to save those as tags." if "only feedback" in problem else ""
+        form.add_error(None, f"Nothing to save: this session has {problem}.{hint}")
+        return _save_form_page(request, session, form, status=400)
     try:
         dataset, merged, stats = services.save_session_labels(
             sessions=[session],
-            dataset_name=name,
-            policy=policy,
-            include_feedback=bool(request.POST.get("include_feedback")),
+            dataset_name=form.cleaned_data["name"],
+            policy=form.cleaned_data["policy"],
+            include_feedback=include_feedback,
             created_by=request.user,
         )
     except (ValidationError, ExportError) as exc:
-        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
-        return redirect(session.get_absolute_url())
-    note = f" ({len(stats.ties)} tied answers left out)" if stats.ties else ""
-    messages.success(
-        request, f"Saved to “{dataset.name}”: {merged.created} new records, {merged.updated} updated{note}."
-    )
+        form.add_error(None, " ".join(getattr(exc, "messages", [str(exc)])))
+        return _save_form_page(request, session, form, status=400)
+    messages.success(request, saved_message(dataset, merged, stats))
     return redirect(dataset.get_absolute_url())
+
+
+def saved_message(dataset: EvaluationDataset, merged: services.MergeResult, stats: ExportStats) -> str:
+    details = []
+    if stats.feedback_only:
+        details.append(
+            f"{stats.records - stats.feedback_only} with expectations, {stats.feedback_only} with feedback only"
+        )
+    if stats.ties:
+        details.append(f"{len(stats.ties)} tied answers left out")
+    note = f" ({'; '.join(details)})" if details else ""
+    return f"Saved to “{dataset.name}”: {merged.created} new records, {merged.updated} updated{note}."

@@ -5,19 +5,25 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from evaluation import exporters
+from evaluation import exporters, parquet
 from evaluation.models import DatasetRecord, EvaluationDataset
-from labeling import adjudication, services
-from labeling.models import LabelingSession
-from tests.evaluation.conftest import make_labeled_session
+from evaluation.parquet import ParquetLayout, write_parquet
+from labeling import adjudication, services, submissions
+from labeling.models import LabelingSession, LabelSchema
+from tests.evaluation.conftest import make_feedback_only_session, make_labeled_session
 
 
 def export(*args: str) -> tuple[int, str, str]:
@@ -180,3 +186,239 @@ def test_dataset_merge_via_model_records(labeled: LabelingSession) -> None:
     export("--session", "Cardio", "--save-as", "v1")
     dataset = EvaluationDataset.objects.get(name="v1")
     assert all(r.as_mlflow()["source"]["source_type"] == "TRACE" for r in dataset.records.all())
+
+
+# ---------------------------------------------------------------- Parquet typing (issue 9 item 2)
+
+
+def test_parquet_of_mixed_trace_shapes_keeps_inputs_and_expectations_as_dicts(
+    mixed: LabelingSession, tmp_path: Path
+) -> None:
+    """Real traces: chat-completion dict outputs in one record, a plain string in another."""
+    export("--session", "Mixed shapes", "--include-feedback", "--output", str(tmp_path / "out.jsonl"))
+    code, _, err = export(
+        "--session", "Mixed shapes", "--include-feedback", "--format", "parquet", "--output", str(tmp_path / "o.pq")
+    )
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "“outputs”" in warnings[0]  # the one column that cannot be typed, named
+    expected = {r["source"]["source_data"]["trace_id"]: r for r in read_jsonl(tmp_path / "out.jsonl")}
+    df = pd.read_parquet(tmp_path / "o.pq")
+    assert len(df) == len(expected) == 4
+    for row in df.to_dict("records"):
+        record = expected[row["source"]["source_data"]["trace_id"]]
+        assert isinstance(row["inputs"], dict) and isinstance(row["expectations"], dict)
+        assert isinstance(row["tags"], dict) and row["tags"]["labeling_session"] == "Mixed shapes"
+        present = {k: v for k, v in row["expectations"].items() if v is not None}
+        assert {k: list(v) if k == "expected_facts" else v for k, v in present.items()} == record["expectations"]
+        if isinstance(record["outputs"], str):
+            assert row["outputs"] == record["outputs"]  # plain text stays plain text
+        elif record["outputs"] is not None:
+            assert json.loads(row["outputs"]) == record["outputs"]  # objects as JSON text
+    chat = df[df["inputs"].map(lambda i: i["messages"] is not None)].iloc[0]
+    assert chat["inputs"]["messages"][0]["role"] == "user"
+
+
+def test_parquet_notes_the_keys_some_records_lack(mixed: LabelingSession, tmp_path: Path) -> None:
+    code, _, err = export("--session", "Mixed shapes", "--format", "parquet", "--output", str(tmp_path / "o.pq"))
+    assert code == 0
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert any("expectations expected_facts, expected_response" in n and "drop None" in n for n in notes), err
+
+
+def test_parquet_of_uniform_records_has_no_warning(labeled: LabelingSession, tmp_path: Path) -> None:
+    code, _, err = export("--session", "Cardio", "--format", "parquet", "--output", str(tmp_path / "o.pq"))
+    assert code == 0 and "warning:" not in err
+    schema = pq.read_schema(tmp_path / "o.pq")
+    assert all(pa.types.is_struct(schema.field(c).type) for c in ("inputs", "expectations", "tags", "source"))
+
+
+def _parquet(records: list[dict]) -> tuple[pd.DataFrame, ParquetLayout]:
+    out = io.BytesIO()
+    layout = write_parquet(lambda: iter(records), out)
+    out.seek(0)
+    return pd.read_parquet(out), layout
+
+
+def _record(**fields: object) -> dict:
+    return {"inputs": {"q": "x"}, "outputs": "a", "expectations": {"e": "y"}, "tags": {}, "source": {}, **fields}
+
+
+def test_parquet_falls_back_per_column_only() -> None:
+    df, layout = _parquet([_record(expectations={"e": "text"}), _record(expectations={"e": {"nested": 1}})])
+    assert layout.text_columns == ["expectations"]
+    assert "“expectations”" in layout.warnings()[0]
+    assert df.loc[0, "inputs"] == {"q": "x"}  # the other columns stay typed
+    assert df.loc[0, "expectations"] == '{"e":"text"}' and json.loads(df.loc[1, "expectations"]) == {"e": {"nested": 1}}
+
+
+def test_parquet_widens_numbers_and_leaves_out_empty_objects() -> None:
+    records = [
+        _record(inputs={"n": 1, "meta": {}}, outputs={"score": 1}),
+        _record(inputs={"n": 2.5, "meta": {}}, outputs={"score": 0.5}),
+    ]
+    df, layout = _parquet(records)
+    assert layout.text_columns == []
+    assert [df.loc[0, "inputs"]["n"], df.loc[1, "inputs"]["n"]] == [1.0, 2.5]
+    assert df.loc[1, "outputs"] == {"score": 0.5}
+    assert "inputs.meta" in layout.dropped_empty and "left out: inputs.meta" in layout.notes()[0]
+
+
+def test_parquet_with_no_expectations_at_all_reads_back_none() -> None:
+    df, layout = _parquet([_record(expectations={}, tags={"feedback.correct": "true"})])
+    assert df.loc[0, "expectations"] is None  # mlflow.genai.evaluate treats a missing value as no expectations
+    assert df.loc[0, "tags"] == {"feedback.correct": "true"}
+    assert layout.text_columns == [] and layout.dropped_empty == []
+
+
+def test_parquet_types_are_merged_across_batches(monkeypatch) -> None:
+    """Each batch is typed on its own, then cast: keys added later, widened numbers, a batch of {} only."""
+    monkeypatch.setattr(parquet, "BATCH", 1)
+    records = [
+        _record(expectations={}, outputs=None),
+        _record(expectations={"e": "y"}, outputs={"n": 1}),
+        _record(expectations={"f": ["a", "b"]}, outputs={"n": 2.5, "m": "x"}),
+    ]
+    df, layout = _parquet(records)
+    assert layout.text_columns == []
+    assert df["expectations"].tolist()[0] == {"e": None, "f": None}
+    assert df.loc[1, "outputs"] == {"n": 1.0, "m": None}
+    assert list(df.loc[2, "expectations"]["f"]) == ["a", "b"]
+    assert layout.sparse_keys == {"expectations": ["e", "f"]}
+
+
+def test_parquet_text_column_found_in_a_later_batch(monkeypatch) -> None:
+    monkeypatch.setattr(parquet, "BATCH", 1)
+    df, layout = _parquet([_record(outputs={"choices": []}), _record(outputs="plain")])
+    assert layout.text_columns == ["outputs"]
+    assert df["outputs"].tolist() == ['{"choices":[]}', "plain"]
+    assert df.loc[1, "inputs"] == {"q": "x"}
+
+
+def test_parquet_of_no_records_is_a_valid_empty_file() -> None:
+    df, _ = _parquet([])
+    assert list(df.columns) == exporters.COLUMNS and len(df) == 0
+
+
+# ---------------------------------------------------------------- output files (issue 9 item 3)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_new_output_files_follow_the_umask(
+    labeled: LabelingSession, tmp_path: Path, fmt: str, umask: int, mode: int
+) -> None:
+    path = tmp_path / f"out.{fmt}"
+    old = os.umask(umask)
+    try:
+        code, _, err = export("--session", "Cardio", "--format", fmt, "--output", str(path))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_replaced_output_file_keeps_its_permissions(labeled: LabelingSession, tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_text("old\n")
+    path.chmod(0o600)
+    code, _, _ = export("--session", "Cardio", "--output", str(path))
+    assert code == 0 and len(read_jsonl(path)) == 2
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_output_through_a_symlink_writes_the_target(labeled: LabelingSession, tmp_path: Path) -> None:
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    code, _, err = export("--session", "Cardio", "--output", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and len(read_jsonl(target)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.jsonl", "real.jsonl"]
+
+
+def _not_regular(kind: str, tmp_path: Path) -> tuple[Path, Callable[[], bool]]:
+    """An output path that exists and is not a regular file, and a check that it is still there, unchanged."""
+    if kind == "directory":
+        path = tmp_path / "out"
+        path.mkdir()
+        return path, path.is_dir
+    if kind == "fifo":
+        path = tmp_path / "out.fifo"
+        os.mkfifo(path)
+        return path, lambda: stat.S_ISFIFO(path.lstat().st_mode)
+    if kind == "/dev/full":
+        return Path("/dev/full"), lambda: stat.S_ISCHR(Path("/dev/full").stat().st_mode)
+    target, still = _not_regular(kind.removeprefix("symlink to "), tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    return link, lambda: link.is_symlink() and still()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize("kind", ["directory", "fifo", "/dev/full", "symlink to directory", "symlink to fifo"])
+def test_output_that_is_not_a_regular_file_is_refused(
+    labeled: LabelingSession, tmp_path: Path, fmt: str, kind: str
+) -> None:
+    path, unchanged = _not_regular(kind, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = export("--session", "Cardio", "--format", fmt, "--output", str(path), "--save-as", "never")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not a regular file" in lines[0], err
+    assert unchanged() and sorted(p.name for p in tmp_path.iterdir()) == before  # no temp file left either
+    assert not EvaluationDataset.objects.filter(name="never").exists()  # refused before any work
+
+
+def test_dash_still_means_stdout(labeled: LabelingSession, capfd) -> None:
+    code, _, _ = export("--session", "Cardio", "--output", "-", "--format", "csv")
+    assert code == 0 and capfd.readouterr().out.startswith("inputs,outputs,expectations,tags,source")
+
+
+# ---------------------------------------------------------------- which items become records (issue 9 item 19)
+
+
+def test_feedback_only_session_exports_with_include_feedback(tmp_path: Path, db: None) -> None:
+    session = make_feedback_only_session()
+    code, _, err = export("--session", session.name, "--output", str(tmp_path / "a.jsonl"))
+    assert code == 1 and "only feedback answers" in err and "--include-feedback" in err
+    code, out, err = export("--session", session.name, "--include-feedback", "--output", str(tmp_path / "b.jsonl"))
+    assert code == 0, err
+    records = read_jsonl(tmp_path / "b.jsonl")
+    assert len(records) == 2 and all(r["expectations"] == {} and "feedback.correct" in r["tags"] for r in records)
+    assert "2 records with feedback tags only" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("x" * 201, "200 characters"), ("a\x00b", "control characters"), ("two\nlines", "control characters")],
+)
+def test_bad_save_as_names_are_refused(labeled: LabelingSession, name: str, message: str) -> None:
+    code, _, err = export("--session", "Cardio", "--save-as", name)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not EvaluationDataset.objects.exists()
+
+
+@pytest.mark.django_db
+def test_export_takes_inputs_and_outputs_from_the_span_the_trace_page_shows(import_sample, tmp_path: Path) -> None:
+    """Issue 9, item 14: a wrapper root that recorded nothing must not export empty inputs and outputs."""
+    trace = import_sample("multi_turn_wrapper_root.json")
+    agent = trace.spans.get(name="chat_agent")
+    assert not trace.spans.get(parent_id="").inputs  # the root recorded nothing
+    ann = User.objects.create_user("ann")
+    schema = LabelSchema.objects.get(name="expected_response")
+    session = services.create_labeling_session(name="Wrapper", schemas=[schema], reviewers=[ann])
+    services.add_traces_to_session(session=session, trace_ids=[trace.trace_id])
+    submissions.submit_review(
+        item=session.items.get(), reviewer=ann, raw_answers={"expected_response": "Build, push, apply."}
+    )
+    path = tmp_path / "wrapper.jsonl"
+    code, _, err = export("--session", "Wrapper", "--output", str(path))
+    assert code == 0, err
+    (record,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert record["inputs"] == exporters.mlflow_inputs(agent.inputs)
+    assert record["outputs"] == agent.outputs
+    assert record["expectations"] == {"expected_response": "Build, push, apply."}
