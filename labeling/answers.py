@@ -32,6 +32,8 @@ def validate_schema_config(schema: LabelSchema) -> None:
             add("options", "Add at least one option.")
         elif any(not o for o in options):
             add("options", "Options cannot be empty.")
+        if any("\x00" in o for o in options):
+            add("options", "An option contains a NUL character; remove it.")
         duplicates = sorted({o for o in options if options.count(o) > 1 and o})
         if duplicates:
             add("options", f"Duplicate options: {', '.join(duplicates)}.")

@@ -23,6 +23,7 @@ Any 5xx is collected with the exception it raised and reported together.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import sys
 from collections import Counter
@@ -524,6 +525,8 @@ fuzz_text = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
+    derandomize=os.environ.get("CI") == "true",  # CI is deterministic: the same examples on every run
+    print_blob=True,
 )
 @given(data=st.data())
 def test_generated_input_never_gets_a_500(world: World, recorder: Recorder, person: str, data: st.DataObject) -> None:

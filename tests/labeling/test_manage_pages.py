@@ -52,6 +52,7 @@ INVALID = [
     ({"input_type": "categorical", "options": ""}, "Add at least one option."),
     ({"input_type": "categorical", "options": "a\na"}, "Duplicate options: a."),
     ({"input_type": "categorical_list", "options": "a\n   \nb"}, "Options cannot be empty."),
+    ({"input_type": "categorical", "options": "a\x00b\nc"}, "An option contains a NUL character"),  # was a 500
     ({"input_type": "numeric", "min_value": "5", "max_value": "5"}, "Maximum must be greater than minimum."),
     ({"input_type": "text", "max_length": "0"}, "Maximum length must be at least 1."),
     ({"input_type": "pass_fail", "pass_label": "Yes", "fail_label": "yes"}, "Pass and fail labels must differ."),

@@ -856,6 +856,17 @@ CRASHERS: dict[str, tuple[Callable[[], bytes], str]] = {
         "nested more than 128 levels deep",
     ),
     "list-of-lists-nested-1000-deep": (lambda: b"[" * 1000 + b"]" * 1000, "nested"),
+    # found by the property test in CI: a float where OTLP wants an int64 became a 1,000-digit int
+    "otlp-int-value-minus-1e308": (
+        lambda: otlp_with(lambda d: otlp_span(d, 1)["attributes"].append({"key": "n", "value": {"intValue": -1e308}})),
+        "outside the 64-bit integer range",
+    ),
+    "otlp-int-value-2^63": (
+        lambda: otlp_with(
+            lambda d: otlp_span(d, 1)["attributes"].append({"key": "n", "value": {"intValue": str(2**63)}})
+        ),
+        "outside the 64-bit integer range",
+    ),
 }
 
 # Times that parse but lie outside what the pages can show (the explorer answered 500 for everyone).

@@ -109,11 +109,17 @@ def decode_json_string(value: Any) -> Any:
     return value
 
 
+INT64 = range(-(2**63), 2**63)
+
+
 def _number(convert: type[int] | type[float], value: Any) -> int | float:
     try:
-        return convert(value)
+        number = convert(value)
     except (TypeError, ValueError, OverflowError):
         raise TraceFormatError(f"{str(value)[:40]!r} is not a number") from None
+    if convert is int and number not in INT64:  # OTLP's int_value is an int64; int(-1e308) is not
+        raise TraceFormatError(f"{str(value)[:40]!r} is outside the 64-bit integer range of an OTLP int_value")
+    return number
 
 
 def _items(container: Any, *, what: str) -> list[Any]:
