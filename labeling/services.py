@@ -257,6 +257,7 @@ def _copy_batch(session: LabelingSession, sources: list[Trace], position: int) -
             request_preview=s.request_preview,
             response_preview=s.response_preview,
             client_request_id=s.client_request_id,
+            model_id=s.model_id,
             tags=s.tags,
             trace_metadata=s.trace_metadata,
             span_count=s.span_count,

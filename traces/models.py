@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import NotSupportedError, models
 from django.db.models import BooleanField, F, Func
 from django.urls import reverse
@@ -110,6 +111,12 @@ class Trace(models.Model):
     request_preview = models.TextField(blank=True, default="")
     response_preview = models.TextField(blank=True, default="")
     client_request_id = models.CharField(max_length=255, blank=True, default="")
+    model_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The application version (MLflow's LoggedModel id, trace metadata mlflow.modelId).",
+    )
     tags = models.JSONField(default=dict, blank=True)
     trace_metadata = models.JSONField(default=dict, blank=True)
     span_count = models.PositiveIntegerField(default=0)
@@ -249,3 +256,35 @@ class Assessment(models.Model):
     @property
     def display_value(self) -> Any:
         return self.value
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only a SHA-256 of the secret is kept; the secret is shown once.
+
+    A token acts with its owner's role: what the owner may do in the browser, it may do over HTTP.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to tell tokens apart.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -20,6 +20,7 @@ from traces.models import Assessment, Experiment, Span, Trace
 from .records import AssessmentRecord, SpanRecord, TraceRecord
 
 DEFAULT_EXPERIMENT_NAME = "Default"
+MODEL_ID_KEY = "mlflow.modelId"
 TRACE_FIELDS = [
     "name",
     "state",
@@ -28,6 +29,7 @@ TRACE_FIELDS = [
     "request_preview",
     "response_preview",
     "client_request_id",
+    "model_id",
     "tags",
     "trace_metadata",
     "span_count",
@@ -138,6 +140,12 @@ def store_traces(records: Sequence[TraceRecord], *, experiment: Experiment | Non
     )
 
 
+def model_id_of(metadata: dict[str, Any]) -> str:
+    """The application version a trace belongs to: MLflow's ``mlflow.modelId`` metadata."""
+    value = metadata.get(MODEL_ID_KEY) if isinstance(metadata, dict) else None
+    return str(value)[:255] if value else ""
+
+
 def _trace_values(record: TraceRecord, experiment: Experiment) -> dict[str, Any]:
     return {
         "name": record.name[:255],
@@ -147,6 +155,7 @@ def _trace_values(record: TraceRecord, experiment: Experiment) -> dict[str, Any]
         "request_preview": record.request_preview,
         "response_preview": record.response_preview,
         "client_request_id": record.client_request_id[:255],
+        "model_id": model_id_of(record.trace_metadata),
         "tags": record.tags,
         "trace_metadata": record.trace_metadata,
         "span_count": len(record.spans),
