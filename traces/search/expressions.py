@@ -6,7 +6,8 @@ parameter, like ``HasTag`` in ``traces.models``. They exist because:
 * a JSON key must stay a value: Django's key transforms turn digits into array indexes and
   SQLite's JSON paths cannot name a key with a quote (``JSONKeyText``);
 * MLflow's LIKE is case-sensitive and ILIKE is not, on both databases (SQLite's LIKE ignores
-  ASCII case, so a case-sensitive LIKE there is a GLOB) (``Like``);
+  ASCII case only, so a case-sensitive LIKE there is a GLOB and ILIKE compares the Python
+  lower() of both sides, ``reviewapp_lower`` from ``traces.apps``) (``Like``);
 * an assessment value is JSON: ``'yes'``, ``4``, ``true`` (``JSONScalarText``, ``JSONNumber``);
 * span content search reads inputs, outputs and attributes as text (``SpanContentLike``).
 """
@@ -136,7 +137,7 @@ class Like(_VendorFunc):
         lhs, params = compiler.compile(self.source_expressions[0])
         if self.case_sensitive:
             return f"({lhs}) GLOB %s", [*params, glob_pattern(self.pattern)]
-        return f"({lhs}) LIKE %s ESCAPE '\\'", [*params, self.pattern]
+        return f"reviewapp_lower({lhs}) LIKE reviewapp_lower(%s) ESCAPE '\\'", [*params, self.pattern]
 
 
 class SpanContentLike(_VendorFunc):
@@ -165,15 +166,13 @@ class SpanContentLike(_VendorFunc):
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         if self.case_sensitive:
-            match, pattern = "GLOB %s", glob_pattern(self.pattern)
+            match, pattern = "CAST(atom AS TEXT) GLOB %s", glob_pattern(self.pattern)
         else:
-            match, pattern = "LIKE %s ESCAPE '\\'", self.pattern
+            match, pattern = "reviewapp_lower(CAST(atom AS TEXT)) LIKE reviewapp_lower(%s) ESCAPE '\\'", self.pattern
         parts, params = [], []
         for expression in self.source_expressions:
             column, column_params = compiler.compile(expression)
-            parts.append(
-                f"EXISTS (SELECT 1 FROM json_tree({column}) WHERE atom IS NOT NULL AND CAST(atom AS TEXT) {match})"
-            )
+            parts.append(f"EXISTS (SELECT 1 FROM json_tree({column}) WHERE atom IS NOT NULL AND {match})")
             params += [*column_params, pattern]
         return "(" + " OR ".join(parts) + ")", params
 
