@@ -104,7 +104,13 @@ def traces() -> dict[str, Trace]:
         question="Où est le café?",
         tags={"env": "dev", "a.b": "dot", 'we"ird': "q", "0": "zero"},
     )
-    _span(chat, "c1", "tool", "TOOL", inputs={"note": "50% off, 100_000 items", "path": "C:\\temp"})
+    _span(
+        chat,
+        "c1",
+        "tool",
+        "TOOL",
+        inputs={"note": "50% off, 100_000 items", "path": "C:\\temp", "said": 'say "hi"\nbye'},
+    )
 
     old = make_trace(
         name="predict_7",
@@ -261,6 +267,8 @@ OUR_FILTERS = [
     ("span.content LIKE '%50\\% off%'", {"chat"}),  # backslash escapes a wildcard
     ("span.content LIKE '%100\\_000%'", {"chat"}),
     ("span.content LIKE '%C:\\\\temp%'", {"chat"}),  # an escaped backslash
+    ("span.content LIKE '%say \"hi\"%'", {"chat"}),  # quotes inside JSON text
+    ("span.content LIKE '%hi\"\nbye%'", {"chat"}),  # a newline inside JSON text
     ("span.content ILIKE '%DOCUMENT 1 TEXT%'", ALL),  # every fixture trace retrieves documents
     ("span.status = 'ERROR'", {"inference_2"}),
     ("span.status = 'STATUS_CODE_ERROR'", {"inference_2"}),
@@ -535,7 +543,7 @@ KEYS = st.sampled_from(
         "attributes.client_request_id",
         "run_id",
         "tags.environment",
-        "tags.`we\"ird`",
+        'tags.`we"ird`',
         "metadata.`mlflow.modelId`",
         "metadata.user_id",
         "span.name",

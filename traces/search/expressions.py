@@ -14,6 +14,7 @@ parameter, like ``HasTag`` in ``traces.models``. They exist because:
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import NotSupportedError
@@ -119,6 +120,25 @@ def glob_pattern(pattern: str) -> str:
     return "".join(out)
 
 
+def json_text_pattern(pattern: str) -> str:
+    """A LIKE pattern for text inside JSON, as PostgreSQL writes ``jsonb::text``: each literal
+    character is JSON-escaped (``"`` → ``\\"``, a backslash doubled, a newline ``\\n``), so a
+    pattern for a string's content matches its JSON text; wildcards stay wildcards."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch in "%_":
+            out.append(ch)
+        else:
+            if ch == "\\" and i + 1 < len(pattern):
+                i += 1
+                ch = pattern[i]
+            for escaped in json.dumps(ch, ensure_ascii=False)[1:-1]:
+                out.append("\\" + escaped if escaped in "\\%_" else escaped)
+        i += 1
+    return "".join(out)
+
+
 class Like(_VendorFunc):
     """``expression LIKE pattern`` (case-sensitive) or ILIKE (case-insensitive), MLflow's way."""
 
@@ -143,7 +163,8 @@ class Like(_VendorFunc):
 class SpanContentLike(_VendorFunc):
     """True where a span's inputs, outputs or attributes hold text matching a LIKE pattern.
 
-    PostgreSQL matches the JSON text of the three columns (what a trigram index can serve);
+    PostgreSQL matches the JSON text of the three columns (what a trigram index can serve), with
+    the pattern escaped as JSON text is (``json_text_pattern``);
     SQLite walks the JSON and matches each string and number, since it stores JSON with
     non-ASCII characters escaped.
     """
@@ -157,11 +178,12 @@ class SpanContentLike(_VendorFunc):
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         operator = "LIKE" if self.case_sensitive else "ILIKE"
+        pattern = json_text_pattern(self.pattern)
         parts, params = [], []
         for expression in self.source_expressions:
             column, column_params = compiler.compile(expression)
             parts.append(f"({column})::text {operator} %s")
-            params += [*column_params, self.pattern]
+            params += [*column_params, pattern]
         return "(" + " OR ".join(parts) + ")", params
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
