@@ -6,11 +6,14 @@ find in a small fixture; then edge cases, the explorer and add-to-session pages,
 
 from __future__ import annotations
 
+import io
 import string
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.db.models import Count
 from django.test import Client
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +24,7 @@ from tests.factories import make_assessment, make_trace
 from traces.models import Span, Trace
 from traces.search import FilterError, apply_filter, parse_filter, parse_order_by, search_traces
 from traces.search.expressions import glob_pattern
+from traces.search.form import SEARCH_EXAMPLES
 
 pytestmark = pytest.mark.django_db
 
@@ -601,3 +605,33 @@ def test_generated_valid_filters_translate_and_run(traces, filter_string: str) -
     assert len(parsed.clauses) == filter_string.count(" AND ") + 1 or "AND" in filter_string
     count = apply_filter(Trace.objects.all(), parsed).count()
     assert 0 <= count <= len(ALL)
+
+
+# ---------------------------------------------------------------- the demo's app versions
+
+
+@pytest.fixture
+def demo(settings) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DEBUG = True
+    call_command("seed_demo", stdout=io.StringIO())
+
+
+def test_demo_has_two_app_versions_and_every_help_example_finds_traces(demo) -> None:
+    versions = dict(
+        Trace.objects.explorable()
+        .values_list("model_id")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("model_id", "n")
+    )
+    assert len(versions) == 2 and all(v.startswith("m-") for v in versions) and sum(versions.values()) >= 60
+    for trace in Trace.objects.explorable():  # the tag names the same version as the metadata
+        assert trace.trace_metadata["mlflow.modelId"] == trace.model_id
+    wrong = {
+        version: search_traces(Trace.objects.all(), f"tags.app_version = '{version}' AND feedback.correct = false")
+        for version in ("1.3.2", "1.4.0")
+    }
+    assert 0 < wrong["1.4.0"].count() < wrong["1.3.2"].count()  # the newer version is wrong less often
+    for example, _meaning in SEARCH_EXAMPLES:
+        assert search_traces(Trace.objects.explorable(), example).exists(), example
