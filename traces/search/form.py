@@ -157,6 +157,11 @@ class TraceFilterForm(forms.Form):
         return queryset
 
     @property
+    def errors_besides_filter(self) -> dict[str, Any]:
+        """The errors shown with the results; the filter string's is shown under its box."""
+        return {field: errors for field, errors in self.errors.items() if field != "filter_string"}
+
+    @property
     def error_marker(self) -> tuple[str, str, str] | None:
         """The filter text split around the bad position, to point at it: (before, at, after)."""
         exc, text = self.filter_error, (self.data.get("filter_string") or "").strip() if self.is_bound else ""

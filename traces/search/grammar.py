@@ -196,7 +196,10 @@ class _Parser:
 
     def fail(self, expected: str, after: str = "") -> FilterError:
         tok = self.tok
-        got = "the end of the filter" if tok.kind is Kind.END else repr(tok.text)
+        if tok.kind is Kind.END:
+            got = "the end of the filter"
+        else:
+            got = tok.text if tok.kind is Kind.STRING else f"'{tok.text}'"
         where = f" after {after!r}" if after else ""
         return FilterError(tok.position, f"expected {expected}{where}, got {got}")
 
