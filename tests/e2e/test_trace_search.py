@@ -60,3 +60,10 @@ def test_search_box_examples_results_and_errors(
     expect(error.locator("mark")).to_have_text("'")
     expect(page.locator("#trace-table")).to_contain_text("No traces match")
     page.screenshot(path=str(screenshot_dir / f"trace_search_error_{size}.png"))
+
+    # The README's picture of the list: a search with several rows and their versions.
+    page.fill("#id_filter_string", "feedback.correct = false")
+    page.press("#id_filter_string", "Enter")
+    expect(page.locator("#filter-error")).to_be_empty()
+    expect(page.locator("td.version span[title]").first).to_be_visible()
+    page.screenshot(path=str(screenshot_dir / f"trace_list_search_{size}.png"))

@@ -7,8 +7,10 @@ find in a small fixture; then edge cases, the explorer and add-to-session pages,
 from __future__ import annotations
 
 import io
+import re
 import string
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -635,3 +637,14 @@ def test_demo_has_two_app_versions_and_every_help_example_finds_traces(demo) -> 
     assert 0 < wrong["1.4.0"].count() < wrong["1.3.2"].count()  # the newer version is wrong less often
     for example, _meaning in SEARCH_EXAMPLES:
         assert search_traces(Trace.objects.explorable(), example).exists(), example
+
+
+def test_every_filter_string_in_the_readme_parses() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Searching traces", 1)[1].split("\n## ", 1)[0]
+    cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    examples = [a or b for cell in cells for a, b in re.findall(r"``\s?(.+?)\s?``|`([^`]+)`", cell)]
+    assert len(examples) >= 12
+    for example in examples:
+        parse_filter(example)
+    assert "status NOT IN ('OK')" in examples
