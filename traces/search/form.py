@@ -16,7 +16,7 @@ from .ordering import parse_order_by
 from .translate import apply_filter
 
 TAG_HELP = "key=value, or just key; separate several with commas"
-FILTER_PLACEHOLDER = "e.g. tags.env = 'prod' AND feedback.correctness = 'no'"
+FILTER_PLACEHOLDER = "e.g. tags.environment = 'production' AND feedback.relevance = 'no'"
 VERSIONS_SHOWN = 200
 
 # The examples in the search box's help (the README has the same table).
