@@ -422,9 +422,11 @@ def import_from_mlflow(
 ) -> MlflowImportResult:
     """Store the new and changed traces of one MLflow experiment, one transaction per page."""
     remote = client.get_experiment(experiment_id)
-    target = experiment or experiment_for_mlflow(experiment_id, remote["name"])
     result = MlflowImportResult()
+    target = experiment
     for infos in client.search_pages(experiment_id, filter_string, page_size):
+        if target is None:  # made once the server has accepted the search, so a refused filter writes nothing
+            target = experiment_for_mlflow(experiment_id, remote["name"])
         unique = {str(i.get("trace_id")): i for i in infos}
         result.seen += len(unique)
         changed = _changed_infos(unique, target)
