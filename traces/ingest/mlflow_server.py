@@ -48,6 +48,7 @@ SPANS_IN_STORE = {"TRACKING_STORE", "ARCHIVE_REPO"}
 PAGE_SIZE = 100  # trace infos per search page, and traces per stored batch (MLflow allows up to 500)
 BATCH_GET_SIZE = 25  # trace ids per batchGet request: they travel in the query string
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+BACKOFF_SECONDS = 0.5  # before the 2nd try; doubled before each next one
 MAX_RETRY_AFTER_SECONDS = 30.0
 
 
@@ -112,7 +113,7 @@ def since_filter(raw: str) -> str:
 
 
 def combined_filter(filter_string: str | None, since: str | None) -> str:
-    clauses = [c for c in ((filter_string or "").strip(), since_filter(since) if since else "") if c]
+    clauses = [c for c in ((filter_string or "").strip(), since_filter(since) if since is not None else "") if c]
     return " AND ".join(clauses)
 
 
@@ -149,13 +150,13 @@ class MlflowServerClient:
         *,
         timeout: float = 30.0,
         attempts: int = 4,
-        backoff: float = 0.5,
+        backoff: float | None = None,
         auth: requests.auth.AuthBase | None = None,
     ) -> None:
         self.base_url = server_url(base_url)
         self.timeout = timeout
         self.attempts = max(1, attempts)
-        self.backoff = backoff
+        self.backoff = BACKOFF_SECONDS if backoff is None else backoff
         self.session = requests.Session()
         self.session.auth = auth
         self.session.headers["User-Agent"] = "trace-review-import"

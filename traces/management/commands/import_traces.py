@@ -59,7 +59,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["from_mlflow"] is not None or options["experiment_id"] or options["filter"] or options["since"]:
+        if any(options[name] is not None for name in ("from_mlflow", "experiment_id", "filter", "since")):
             self._handle_mlflow(options)
             return
         if not options["paths"]:
