@@ -19,7 +19,8 @@ import pytest
 from django.core.management import call_command
 
 from traces.ingest import mlflow_server
-from traces.ingest.mlflow_server import MlflowServerClient, MlflowServerError, combined_filter, since_filter
+from traces.ingest.mlflow_server import MlflowServerClient, MlflowServerError
+from traces.ingest.server_import import combined_filter, since_filter
 from traces.models import Assessment, Experiment, Trace
 
 pytestmark = pytest.mark.django_db

@@ -1,13 +1,10 @@
-"""Import traces from a running MLflow tracking server over its REST API.
+"""A client for the few REST calls of a running MLflow tracking server that an import needs.
 
 The search (``POST /api/3.0/mlflow/traces/search``) returns trace infos with their tags, state and
 assessments but no spans; spans come from ``GET /api/3.0/mlflow/traces/batchGet``, or per trace from
 ``traces/get`` on servers without it, or from the trace's ``traces.json`` artifact when the server
-keeps spans as artifacts (as MLflow's own client does in ``TracingClient.get_trace``).
-
-Resumable: a page of search results is compared with what is stored (state, request time,
-duration, tags, metadata, and each assessment's last update), and only new or changed traces have
-their spans fetched and are stored, one transaction per page.
+keeps spans as artifacts (as MLflow's own client does in ``TracingClient.get_trace``). The import
+itself (what is new or changed, storing) is :mod:`.server_import`.
 
 Every request has a deadline, and connection errors, 429 and 5xx answers are retried a bounded
 number of times with exponential backoff. Anything that stops the import is a
@@ -18,21 +15,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
 from django.conf import settings
-
-from traces.models import Assessment, Experiment, Trace
-
-from .mlflow_json import parse_trace
-from .records import TraceFormatError, TraceRecord
-from .store import StoreResult, experiment_for_mlflow, store_traces
 
 SEARCH_PATH = "/api/3.0/mlflow/traces/search"
 BATCH_GET_PATH = "/api/3.0/mlflow/traces/batchGet"
@@ -45,7 +35,7 @@ SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 ARTIFACT_LOCATION_TAG = "mlflow.artifactLocation"
 SPANS_IN_STORE = {"TRACKING_STORE", "ARCHIVE_REPO"}
 
-PAGE_SIZE = 100  # trace infos per search page, and traces per stored batch (MLflow allows up to 500)
+PAGE_SIZE = 100  # trace infos per search page (MLflow allows up to 500)
 BATCH_GET_SIZE = 25  # trace ids per batchGet request: they travel in the query string
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 BACKOFF_SECONDS = 0.5  # before the 2nd try; doubled before each next one
@@ -66,14 +56,6 @@ class MlflowApiError(MlflowServerError):
 
     def __str__(self) -> str:
         return f"{self.error_code}: {self.message}"
-
-
-@dataclass(slots=True)
-class MlflowImportResult:
-    stored: StoreResult = field(default_factory=StoreResult)
-    seen: int = 0
-    unchanged: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (trace id, why it was skipped)
 
 
 def server_url(raw: str) -> str:
@@ -97,24 +79,6 @@ def server_url(raw: str) -> str:
     except ValueError:
         raise MlflowServerError(f"--from-mlflow has a bad port: {raw!r}") from None
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def since_filter(raw: str) -> str:
-    """``--since`` (a date, or an ISO time; UTC unless it says otherwise) as a filter clause."""
-    try:
-        when = datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise MlflowServerError(
-            f"--since must be a date (2026-11-01) or an ISO time (2026-11-01T08:00:00Z), got {raw!r}"
-        ) from None
-    if when.tzinfo is None:  # a bare date is its first moment
-        when = when.replace(tzinfo=UTC)
-    return f"attributes.timestamp_ms >= {int(when.timestamp() * 1000)}"
-
-
-def combined_filter(filter_string: str | None, since: str | None) -> str:
-    clauses = [c for c in ((filter_string or "").strip(), since_filter(since) if since is not None else "") if c]
-    return " AND ".join(clauses)
 
 
 def auth_from_environment() -> requests.auth.AuthBase | None:
@@ -210,7 +174,7 @@ class MlflowServerClient:
             seen_tokens.add(token)
             body["page_token"] = token
 
-    def fetch_traces(self, infos: list[dict[str, Any]], experiment_id: str) -> dict[str, dict[str, Any] | str]:
+    def fetch_traces(self, infos: list[dict[str, Any]]) -> dict[str, dict[str, Any] | str]:
         """Each trace with its spans (``{"trace_info", "spans"}``), or why its spans could not be read."""
         found: dict[str, dict[str, Any] | str] = {}
         in_store = [i for i in infos if (i.get("tags") or {}).get(SPANS_LOCATION_TAG) in SPANS_IN_STORE]
@@ -218,7 +182,7 @@ class MlflowServerClient:
             if not self._batch_get:
                 break
             ids = [str(i.get("trace_id")) for i in in_store[start : start + BATCH_GET_SIZE]]
-            found.update(self._batch_get_traces(ids, experiment_id))
+            found.update(self._batch_get_traces(ids))
         for info in infos:
             trace_id = str(info.get("trace_id"))
             if trace_id not in found:
@@ -227,11 +191,10 @@ class MlflowServerClient:
 
     # ---- span sources, in MLflow's client's order
 
-    def _batch_get_traces(self, trace_ids: list[str], experiment_id: str) -> dict[str, dict[str, Any] | str]:
+    def _batch_get_traces(self, trace_ids: list[str]) -> dict[str, dict[str, Any] | str]:
         try:
-            answer = self._json(
-                "GET", BATCH_GET_PATH, params={"trace_ids": trace_ids, "experiment_ids": [experiment_id]}, optional=True
-            )
+            # No experiment_ids (older servers may not know the field): the search already scoped to the experiment.
+            answer = self._json("GET", BATCH_GET_PATH, params={"trace_ids": trace_ids}, optional=True)
         except MlflowApiError as exc:
             if exc.error_code != "ENDPOINT_NOT_FOUND":
                 raise MlflowServerError(f"{self.base_url} refused to send spans: {exc}") from None
@@ -407,80 +370,3 @@ def _connection_reason(exc: Exception) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-# ---- the import
-
-
-def import_from_mlflow(
-    client: MlflowServerClient,
-    *,
-    experiment_id: str,
-    filter_string: str = "",
-    experiment: Experiment | None = None,
-    page_size: int = PAGE_SIZE,
-    on_page: Callable[[MlflowImportResult, int], None] | None = None,
-) -> MlflowImportResult:
-    """Store the new and changed traces of one MLflow experiment, one transaction per page."""
-    remote = client.get_experiment(experiment_id)
-    result = MlflowImportResult()
-    target = experiment
-    for infos in client.search_pages(experiment_id, filter_string, page_size):
-        if target is None:  # made once the server has accepted the search, so a refused filter writes nothing
-            target = experiment_for_mlflow(experiment_id, remote["name"])
-        unique = {str(i.get("trace_id")): i for i in infos}
-        result.seen += len(unique)
-        changed = _changed_infos(unique, target)
-        result.unchanged += len(unique) - len(changed)
-        records: list[TraceRecord] = []
-        if changed:
-            for trace_id, trace in client.fetch_traces(changed, experiment_id).items():
-                if isinstance(trace, str):
-                    result.failed.append((trace_id, trace))
-                    continue
-                try:
-                    records.append(parse_trace(trace))
-                except TraceFormatError as exc:
-                    result.failed.append((trace_id, str(exc)))
-        if records:
-            result.stored.add(store_traces(records, experiment=target))
-        if on_page is not None:
-            on_page(result, len(infos))
-    return result
-
-
-def _changed_infos(infos: dict[str, dict[str, Any]], experiment: Experiment) -> list[dict[str, Any]]:
-    """The infos whose trace is not stored as the server describes it (the spans are not fetched for the rest)."""
-    summaries: dict[str, TraceRecord] = {}
-    changed: list[dict[str, Any]] = []
-    for trace_id, info in infos.items():
-        try:
-            summaries[trace_id] = parse_trace({"trace_info": info, "spans": []})
-        except TraceFormatError:
-            changed.append(info)  # fetched and parsed whole, where the error is reported
-    stored = {
-        row["trace_id"]: row
-        for row in Trace.objects.filter(trace_id__in=list(summaries)).values(
-            "trace_id", "experiment_id", "state", "request_time", "execution_duration_ms", "tags", "trace_metadata"
-        )
-    }
-    updates = dict(
-        Assessment.objects.filter(trace__trace_id__in=list(stored)).values_list("assessment_id", "last_update_time")
-    )
-    for trace_id, summary in summaries.items():
-        row = stored.get(trace_id)
-        if row is None or not _same(summary, row, experiment, updates):
-            changed.append(infos[trace_id])
-    return changed
-
-
-def _same(summary: TraceRecord, row: dict[str, Any], experiment: Experiment, updates: dict[str, datetime]) -> bool:
-    return (
-        row["experiment_id"] == experiment.pk
-        and row["state"] == summary.state
-        and row["request_time"] == summary.request_time
-        and (summary.execution_duration_ms is None or row["execution_duration_ms"] == summary.execution_duration_ms)
-        and row["tags"] == summary.tags
-        and row["trace_metadata"] == summary.trace_metadata
-        and all(updates.get(a.assessment_id) == a.last_update_time for a in summary.assessments)
-    )

@@ -14,15 +14,8 @@ from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
 from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
-from traces.ingest.mlflow_server import (
-    MlflowImportResult,
-    MlflowServerClient,
-    MlflowServerError,
-    auth_from_environment,
-    combined_filter,
-    import_from_mlflow,
-    server_url,
-)
+from traces.ingest.mlflow_server import MlflowServerClient, MlflowServerError, auth_from_environment, server_url
+from traces.ingest.server_import import MlflowImportResult, combined_filter, import_from_mlflow
 
 
 class Command(BaseCommand):
