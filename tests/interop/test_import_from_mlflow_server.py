@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -270,8 +271,9 @@ def test_spans_kept_as_a_traces_json_artifact_are_read_from_the_artifact_store(s
     assert "mlflow.trace.spansLocation" not in info.tags
     client._upload_trace_data(info, source.data)  # MLflow's own upload of traces.json
 
-    result = import_traces(app_db, server, experiment_id)
+    result = import_traces(app_db, server, experiment_id, "--experiment", "Imported artifacts")
     assert summary(result).startswith("2 imported, 0 updated, 0 failed (8 spans;")
+    assert query(app_db, "SELECT name, mlflow_experiment_id FROM traces_experiment") == [("Imported artifacts", "")]
     rows = query(
         app_db,
         "SELECT s.name, s.span_type FROM traces_span s JOIN traces_trace t ON t.id = s.trace_id "
@@ -280,6 +282,41 @@ def test_spans_kept_as_a_traces_json_artifact_are_read_from_the_artifact_store(s
     )
     assert [r[0] for r in rows][:4] == ["answer", "retrieve", "rerank", "generate"]
     assert ("retrieve", "RETRIEVER") in rows
+
+
+def count_traces(db: Path) -> int:
+    return query(db, "SELECT count(*) FROM traces_trace")[0][0]
+
+
+def test_an_interrupted_import_keeps_its_pages_and_a_rerun_imports_the_rest(server: str, app_db: Path) -> None:
+    experiment_id = mlflow.create_experiment("interrupted-bot")
+    for n in range(6):
+        log_rag_trace(experiment_id, f"question {n}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DJANGO_"))}
+    env["DATABASE_URL"] = f"sqlite:///{app_db}"
+    command = [str(APP_PYTHON), "manage.py", "import_traces", "--from-mlflow", server, "--experiment-id"]
+    process = subprocess.Popen(
+        [*command, experiment_id, "--page-size", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while process.poll() is None and count_traces(app_db) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)  # Ctrl+C after the first page is stored
+    out, err = (part.decode() for part in process.communicate(timeout=60))
+    stored = count_traces(app_db)
+    if process.returncode == 130:
+        assert err.strip().splitlines()[-1] == "error: interrupted; run the same command again to import the rest"
+        assert "Traceback" not in err
+        assert 1 <= stored < 6
+        assert out.strip().startswith(f"{stored} imported, 0 updated, 0 failed ({4 * stored} spans;")
+    else:  # it finished before the signal arrived
+        assert process.returncode == 0 and stored == 6, err
+    rerun = summary(import_traces(app_db, server, experiment_id, "--page-size", "2"))
+    assert rerun == (
+        f"{6 - stored} imported, 0 updated, 0 failed ({4 * (6 - stored)} spans; {stored} unchanged of 6 traces "
+        f"in MLflow experiment {experiment_id})"
+    )
+    assert query(app_db, "SELECT count(*) FROM traces_span") == [(24,)]
 
 
 @pytest.mark.parametrize("case", ["unreachable", "unknown experiment", "bad filter"])

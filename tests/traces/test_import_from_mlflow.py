@@ -90,11 +90,14 @@ def http_server() -> Iterator[Callable[[Callable[[int], Answer]], Server]]:
                 seen.append({"method": self.command, "path": self.path, **dict(self.headers)})
                 reply = answer(len(seen))
                 time.sleep(reply.delay)
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", reply.content_type)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (the deadline test)
+                    pass
 
             do_GET = do_POST = _reply
 
@@ -127,6 +130,12 @@ def test_unreachable_server_is_one_line() -> None:
     assert_one_error_line(
         run_import("--from-mlflow", url, "--experiment-id", "1"), f"error: cannot reach {url}: connection refused"
     )
+
+
+def test_a_named_experiment_is_not_created_when_the_server_is_unreachable() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    run = run_import("--from-mlflow", url, "--experiment-id", "1", "--experiment", "From MLflow")
+    assert_one_error_line(run, f"error: cannot reach {url}: connection refused")
 
 
 def test_unknown_host_is_one_line() -> None:
@@ -165,6 +174,8 @@ def test_bad_since_is_one_line(since: str) -> None:
         (["--since", "2026-11-01"], "error: --experiment-id, --filter and --since go with --from-mlflow URL"),
         (["some.json", "--from-mlflow", "http://127.0.0.1:1", "--experiment-id", "1"], "error: give either"),
         (["--from-mlflow", "http://127.0.0.1:1", "--experiment-id", "1", "--timeout", "0"], "error: --timeout"),
+        (["--from-mlflow", "http://127.0.0.1:1", "--experiment-id", "1", "--page-size", "501"], "error: --page-size"),
+        (["--from-mlflow", "http://127.0.0.1:1", "--experiment-id", "1", "--page-size", "0"], "error: --page-size"),
         ([], "error: give trace files or directories, or --from-mlflow URL --experiment-id ID"),
     ],
 )

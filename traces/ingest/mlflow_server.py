@@ -35,7 +35,8 @@ SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 ARTIFACT_LOCATION_TAG = "mlflow.artifactLocation"
 SPANS_IN_STORE = {"TRACKING_STORE", "ARCHIVE_REPO"}
 
-PAGE_SIZE = 100  # trace infos per search page (MLflow allows up to 500)
+PAGE_SIZE = 100  # trace infos per search page
+MAX_PAGE_SIZE = 500  # the most MLflow's search returns
 BATCH_GET_SIZE = 25  # trace ids per batchGet request: they travel in the query string
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 BACKOFF_SECONDS = 0.5  # before the 2nd try; doubled before each next one

@@ -18,7 +18,7 @@ from traces.models import Assessment, Experiment, Trace
 from .mlflow_json import parse_trace
 from .mlflow_server import PAGE_SIZE, MlflowServerClient, MlflowServerError
 from .records import TraceFormatError, TraceRecord
-from .store import StoreResult, experiment_for_mlflow, store_traces
+from .store import StoreResult, experiment_for_mlflow, resolve_experiment, store_traces
 
 
 @dataclass(slots=True)
@@ -52,17 +52,26 @@ def import_from_mlflow(
     *,
     experiment_id: str,
     filter_string: str = "",
-    experiment: Experiment | None = None,
+    experiment_name: str | None = None,
     page_size: int = PAGE_SIZE,
+    result: MlflowImportResult | None = None,
     on_page: Callable[[MlflowImportResult, int], None] | None = None,
 ) -> MlflowImportResult:
-    """Store the new and changed traces of one MLflow experiment, one transaction per page."""
+    """Store the new and changed traces of one MLflow experiment, one transaction per page.
+
+    They go into ``experiment_name`` if given, else into the experiment mapped to the MLflow
+    experiment id. ``result`` (filled as pages are stored) tells what was done when a later page fails.
+    """
     remote = client.get_experiment(experiment_id)
-    result = MlflowImportResult()
-    target = experiment
+    result = result if result is not None else MlflowImportResult()
+    target: Experiment | None = None
     for infos in client.search_pages(experiment_id, filter_string, page_size):
         if target is None:  # made once the server has accepted the search, so a refused filter writes nothing
-            target = experiment_for_mlflow(experiment_id, remote["name"])
+            target = (
+                resolve_experiment(experiment_name)
+                if experiment_name
+                else experiment_for_mlflow(experiment_id, remote["name"])
+            )
         unique = {str(i.get("trace_id")): i for i in infos}
         result.seen += len(unique)
         changed = _changed_infos(unique, target)

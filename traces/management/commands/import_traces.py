@@ -14,7 +14,14 @@ from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
 from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
-from traces.ingest.mlflow_server import MlflowServerClient, MlflowServerError, auth_from_environment, server_url
+from traces.ingest.mlflow_server import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    MlflowServerClient,
+    MlflowServerError,
+    auth_from_environment,
+    server_url,
+)
 from traces.ingest.server_import import MlflowImportResult, combined_filter, import_from_mlflow
 
 
@@ -40,6 +47,13 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--since", metavar="DATE", help="with --from-mlflow: only traces started on or after DATE (UTC) or ISO time"
+        )
+        parser.add_argument(
+            "--page-size",
+            type=int,
+            default=PAGE_SIZE,
+            metavar="N",
+            help=f"with --from-mlflow: traces per search page and per stored batch (default {PAGE_SIZE})",
         )
         parser.add_argument(
             "--timeout", type=float, default=30.0, metavar="SECONDS", help="with --from-mlflow: deadline per request"
@@ -98,39 +112,47 @@ class Command(BaseCommand):
                 raise MlflowServerError("--from-mlflow needs --experiment-id ID (the MLflow experiment's id)")
             if not 0 < options["timeout"] <= 600:
                 raise MlflowServerError("--timeout must be between 0 and 600 seconds")
+            if not 1 <= options["page_size"] <= MAX_PAGE_SIZE:
+                raise MlflowServerError(f"--page-size must be between 1 and {MAX_PAGE_SIZE}")
             filter_string = combined_filter(options["filter"], options["since"])
-            experiment = resolve_experiment(options["experiment"]) if options["experiment"] else None
         except MlflowServerError as exc:
             self._fail(str(exc))
         client = MlflowServerClient(url, timeout=options["timeout"], auth=auth_from_environment())
         progress = tqdm(unit="trace", disable=not sys.stderr.isatty(), file=sys.stderr)
+        result, error, status = MlflowImportResult(), "", 1
         try:
-            result = import_from_mlflow(
+            import_from_mlflow(
                 client,
                 experiment_id=experiment_id,
                 filter_string=filter_string,
-                experiment=experiment,
+                experiment_name=options["experiment"],
+                page_size=options["page_size"],
+                result=result,
                 on_page=partial(_show_mlflow_progress, progress),
             )
         except MlflowServerError as exc:
-            progress.close()
-            self._fail(str(exc))
-        except Exception as exc:  # a bug, not bad input: still one line (pages stored so far are kept)
-            progress.close()
-            self._fail(f"internal error ({type(exc).__name__}: {_first_line(exc)})")
+            error = str(exc)
+        except KeyboardInterrupt:  # the pages stored so far are kept; a re-run skips them
+            error, status = "interrupted; run the same command again to import the rest", 130
+        except Exception as exc:  # a bug, not bad input: still one line
+            error = f"internal error ({type(exc).__name__}: {_first_line(exc)})"
         finally:
             client.close()
-        progress.close()
+            progress.close()
         for trace_id, warning in result.stored.warnings:
             self._error(progress, f"warning: {trace_id}: {warning}")
         for trace_id, reason in result.failed:
             self._error(progress, f"error: {trace_id}: {reason}")
-        stored = result.stored
-        self.stdout.write(
-            f"{stored.created} imported, {stored.updated} updated, {len(result.failed)} failed "
-            f"({stored.spans} spans; {result.unchanged} unchanged of {result.seen} traces in "
-            f"MLflow experiment {experiment_id})"
-        )
+        if result.seen or not error:  # an error before the first page leaves only its own line
+            stored = result.stored
+            self.stdout.write(
+                f"{stored.created} imported, {stored.updated} updated, {len(result.failed)} failed "
+                f"({stored.spans} spans; {result.unchanged} unchanged of {result.seen} traces in "
+                f"MLflow experiment {experiment_id})"
+            )
+        if error:
+            self.stderr.write(_one_line(f"error: {error}"))
+            raise SystemExit(status)
         if result.failed:
             raise SystemExit(1)
 
