@@ -65,7 +65,8 @@ class Answer:
     status: int
     body: bytes
     content_type: str = "text/html; charset=utf-8"
-    delay: float = 0.0
+    delay: float = 0.0  # before the answer
+    trickle: float = 0.0  # between the bytes of the body
 
 
 @dataclass
@@ -95,7 +96,10 @@ def http_server() -> Iterator[Callable[[Callable[[int], Answer]], Server]]:
                     self.send_header("Content-Type", reply.content_type)
                     self.send_header("Content-Length", str(len(reply.body)))
                     self.end_headers()
-                    self.wfile.write(reply.body)
+                    for index in range(0, len(reply.body), 1 if reply.trickle else len(reply.body) or 1):
+                        self.wfile.write(reply.body[index : index + (1 if reply.trickle else len(reply.body))])
+                        self.wfile.flush()
+                        time.sleep(reply.trickle)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (the deadline test)
                     pass
 
@@ -251,6 +255,23 @@ def test_every_call_has_a_deadline(http_server) -> None:
         client.get_experiment("1")
     assert time.monotonic() - started < 1.5
     assert len(server.requests) == 2
+
+
+def test_an_answer_trickling_in_has_a_deadline_too(http_server) -> None:
+    server = http_server(lambda n: Answer(200, b'{"experiment": {"name": "slow"}}' + b" " * 200, trickle=0.02))
+    client = MlflowServerClient(server.url, timeout=0.05, attempts=1)
+    started = time.monotonic()
+    with pytest.raises(MlflowServerError, match=r"took more than 0\.5 s to send its answer to GET /api/2\.0/mlflow/"):
+        client.get_experiment("1")
+    assert time.monotonic() - started < 2
+
+
+def test_an_answer_over_the_size_limit_is_refused(http_server, settings) -> None:
+    settings.MAX_IMPORT_FILE_BYTES = 1000
+    server = http_server(lambda n: Answer(200, b"x" * 5000, "application/json"))
+    run = run_import("--from-mlflow", server.url, "--experiment-id", "1")
+    assert_one_error_line(run, "error: GET /api/2.0/mlflow/experiments/get at http://127.0.0.1:")
+    assert "answered more than 1000 bytes (MAX_IMPORT_FILE_BYTES)" in run.err
 
 
 def test_a_redirect_is_refused_rather_than_followed(http_server) -> None:

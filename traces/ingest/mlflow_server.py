@@ -6,9 +6,10 @@ assessments but no spans; spans come from ``GET /api/3.0/mlflow/traces/batchGet`
 keeps spans as artifacts (as MLflow's own client does in ``TracingClient.get_trace``). The import
 itself (what is new or changed, storing) is :mod:`.server_import`.
 
-Every request has a deadline, and connection errors, 429 and 5xx answers are retried a bounded
-number of times with exponential backoff. Anything that stops the import is a
-:class:`MlflowServerError` whose message is one line for the user; credentials never appear in it.
+Every request has a deadline (``timeout`` for each read, ten times that for a whole answer), and
+connection errors, 429 and 5xx answers are retried a bounded number of times with exponential
+backoff. Anything that stops the import is a :class:`MlflowServerError` whose message is one line
+for the user; credentials never appear in it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
+import urllib3
 from django.conf import settings
 
 SEARCH_PATH = "/api/3.0/mlflow/traces/search"
@@ -41,6 +43,7 @@ BATCH_GET_SIZE = 25  # trace ids per batchGet request: they travel in the query 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 BACKOFF_SECONDS = 0.5  # before the 2nd try; doubled before each next one
 MAX_RETRY_AFTER_SECONDS = 30.0
+ANSWER_DEADLINE_FACTOR = 10  # a whole answer must arrive within this many timeouts
 
 
 class MlflowServerError(Exception):
@@ -122,10 +125,10 @@ class MlflowServerClient:
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.backoff = BACKOFF_SECONDS if backoff is None else backoff
+        # requests' environment applies, as for MLflow's own client: HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE.
         self.session = requests.Session()
         self.session.auth = auth
         self.session.headers["User-Agent"] = "trace-review-import"
-        self.session.trust_env = False  # no ~/.netrc or proxy credentials picked up behind the user's back
         self._batch_get = True
         self._get_trace = True
 
@@ -331,16 +334,23 @@ class MlflowServerClient:
     def _read(self, response: requests.Response, method: str, path: str) -> bytes:
         """The body, refusing one over the import size limit (a misconfigured URL may stream anything)."""
         limit = settings.MAX_IMPORT_FILE_BYTES
+        allowed = self.timeout * ANSWER_DEADLINE_FACTOR
+        deadline = time.monotonic() + allowed  # the timeout bounds each read; this bounds the whole answer
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(chunk_size=1 << 16):
+            # read1 returns what has arrived (iter_content would wait for a whole chunk), so the deadline holds.
+            while chunk := response.raw.read1(1 << 16, decode_content=True):
                 size += len(chunk)
                 if size > limit:
                     raise MlflowServerError(
                         f"{method} {path} at {self.base_url} answered more than {limit} bytes (MAX_IMPORT_FILE_BYTES)"
                     )
+                if time.monotonic() > deadline:
+                    raise MlflowServerError(
+                        f"{self.base_url} took more than {allowed:g} s to send its answer to {method} {path}"
+                    )
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise MlflowServerError(
                 f"{self.base_url} broke off its answer to {method} {path} ({_connection_reason(exc)})"
             ) from None

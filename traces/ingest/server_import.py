@@ -72,7 +72,10 @@ def import_from_mlflow(
                 if experiment_name
                 else experiment_for_mlflow(experiment_id, remote["name"])
             )
-        unique = {str(i.get("trace_id")): i for i in infos}
+        unique = {i["trace_id"]: i for i in infos if isinstance(i.get("trace_id"), str) and i["trace_id"]}
+        nameless = sum(1 for i in infos if not isinstance(i.get("trace_id"), str) or not i["trace_id"])
+        if nameless:
+            result.failed.append(("(no trace_id)", f"{nameless} search results without a trace_id, skipped"))
         result.seen += len(unique)
         changed = _changed_infos(unique, target)
         result.unchanged += len(unique) - len(changed)
