@@ -16,7 +16,7 @@ import orjson
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from traces.models import Assessment, AssessmentSource
@@ -32,8 +32,8 @@ def session_answers(session: LabelingSession | None = None) -> QuerySet[Assessme
     answers = Assessment.objects.filter(source_type=AssessmentSource.HUMAN, valid=True).exclude(
         metadata__has_key=COPIED_KEY
     )
-    if session is not None:
-        answers = answers.filter(trace__review_item__session=session)
+    if session is not None:  # the session's copies are its experiment's traces: no join through the items
+        answers = answers.filter(trace__experiment_id=session.experiment_id)
     return answers
 
 
@@ -69,6 +69,24 @@ def disagreements(session: LabelingSession) -> dict[int, list[str]]:
         if split:
             result[item_id] = sorted(split)
     return result
+
+
+def disagreement_count(session: LabelingSession, names: Iterable[str]) -> int:
+    """How many items ``disagreements`` would list, counted in one SQL query without loading answers.
+
+    Answers are compared as stored JSON: the app stores each kind in one canonical form (a list of
+    choices in the options' order), so this equals the per-value comparison there.
+    """
+    split = (
+        session_answers(session)
+        .filter(name__in=list(names), trace__review_item__submitted_count__gte=2)
+        .exclude(metadata__has_key=ADJUDICATION_KEY)
+        .values("trace_id", "name")
+        .annotate(distinct_values=Count("value", distinct=True))
+        .filter(distinct_values__gt=1)
+        .values("trace_id")
+    )
+    return session.items.filter(trace_id__in=split).count()
 
 
 def adjudicated_names(item: ReviewItem) -> set[str]:

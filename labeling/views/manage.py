@@ -19,7 +19,7 @@ from traces.search import TraceFilterForm
 
 from .. import services
 from ..access import is_admin, is_lead_anywhere, managed_sessions
-from ..adjudication import disagreements, session_answers
+from ..adjudication import disagreement_count, session_answers
 from ..answers import parse_answer
 from ..assignment import assign_items, assign_items_evenly
 from ..forms import AnswerFilterForm, LabelSchemaForm, SessionForm, TraceIdsForm
@@ -360,7 +360,7 @@ def _overview_context(session: LabelingSession, schemas: list[LabelSchema]) -> d
     return {
         "distributions": distributions,
         "flagged": list(flagged[:50]),
-        "disagreement_count": len(disagreements(session)),
+        "disagreement_count": disagreement_count(session, [s.name for s in schemas]),
         "agreement": _agreement(session),
     }
 
