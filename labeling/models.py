@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 
 from traces.models import Experiment, Trace
 
@@ -363,3 +365,13 @@ class TraceAddJob(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in (JobState.QUEUED, JobState.RUNNING)
+
+    @property
+    def is_stalled(self) -> bool:
+        """Queued or running with no batch finished for a while: its worker was stopped or never started."""
+        quiet = timezone.now() - self.updated_at
+        return self.is_active and quiet > timedelta(seconds=settings.TRACE_ADD_STALLED_SECONDS)
+
+    @property
+    def can_retry(self) -> bool:
+        return self.state == JobState.FAILED or self.is_stalled

@@ -11,10 +11,8 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -204,6 +202,7 @@ class AddResult:
     added: int
     already_there: int
     unknown: list[str] = dataclass_field(default_factory=list)  # pasted ids that name no trace, in the order given
+    job: TraceAddJob | None = None  # a large add runs in the background: this job copies it
 
 
 @dataclass(slots=True)
@@ -238,14 +237,20 @@ def add_traces_to_session(
     session: LabelingSession,
     trace_ids: Iterable[str] | None = None,
     traces: QuerySet[Trace] | None = None,
+    background_from: int | None = None,
+    requested_by: AbstractBaseUser | None = None,
 ) -> AddResult:
-    """Copy traces (by ``trace_id``, or every trace of a filtered queryset) into the session, now.
+    """Copy traces (by ``trace_id``, or every trace of a filtered queryset) into the session.
 
     Each copy is frozen: its own Trace row with its spans and assessments, linked to the
     source. A trace the session already holds is skipped; ids that name no trace are returned
-    in ``unknown`` (the known ones are still added). Large adds go through ``start_trace_add``.
+    in ``unknown`` (the known ones are still added). With ``background_from``, a selection of at
+    least that many traces is not copied now but handed to a background job (``result.job``).
     """
     selection = resolve_trace_selection(trace_ids=trace_ids, traces=traces)
+    if background_from is not None and len(selection.source_ids) >= background_from:
+        job = start_trace_add(session=session, source_ids=selection.source_ids, requested_by=requested_by)
+        return AddResult(added=0, already_there=0, unknown=selection.unknown, job=job)
     added = already = 0
     with transaction.atomic():
         for start in range(0, len(selection.source_ids), COPY_BATCH):
@@ -330,19 +335,13 @@ def retry_trace_add(*, job: TraceAddJob) -> TraceAddJob:
     """Queue a failed or stalled job again; it resumes after the last batch it finished."""
     if job.state == JobState.DONE:
         raise ValidationError("This add has already finished.")
-    if job.is_active and not job_is_stalled(job):
+    if not job.can_retry:
         raise ValidationError("This add is still running.")
     with transaction.atomic():
         TraceAddJob.objects.filter(pk=job.pk).update(state=JobState.QUEUED, error="", updated_at=timezone.now())
         job.refresh_from_db()
         _enqueue(job)
     return job
-
-
-def job_is_stalled(job: TraceAddJob) -> bool:
-    """Queued or running, with no batch finished for a while: its worker was stopped or never started."""
-    stalled_after = timedelta(seconds=settings.TRACE_ADD_STALLED_SECONDS)
-    return job.is_active and timezone.now() - job.updated_at > stalled_after
 
 
 def _enqueue(job: TraceAddJob) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -12,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from traces.models import Trace
@@ -23,7 +26,16 @@ from ..adjudication import disagreement_count, session_answers
 from ..answers import parse_answer
 from ..assignment import assign_items, assign_items_evenly
 from ..forms import AnswerFilterForm, LabelSchemaForm, SessionForm, TraceIdsForm
-from ..models import ADJUDICATION_KEY, ItemReview, LabelingSession, LabelSchema, LabelSchemaVersion, SessionStatus
+from ..models import (
+    ADJUDICATION_KEY,
+    ItemReview,
+    JobState,
+    LabelingSession,
+    LabelSchema,
+    LabelSchemaVersion,
+    SessionStatus,
+    TraceAddJob,
+)
 from ..progress import reviewer_progress
 from .access import admin_required, deny, get_session_for_manager
 
@@ -31,6 +43,7 @@ ANSWERS_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
 PREVIEW_ROWS = 10
 UNKNOWN_IDS_SHOWN = 100
+RECENT_ADD_JOBS = 5
 ANSWERED = "\x00answered"
 
 
@@ -235,7 +248,10 @@ def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     ids_form = TraceIdsForm(request.POST if "trace_ids" in request.POST else None)
     added: services.AddResult | None = None
     if request.method == "POST":
-        added = _add_traces(session, form, ids_form)
+        added = _add_traces(session, form, ids_form, request.user)
+        if added is not None and added.job is not None and not added.unknown:
+            messages.success(request, f"Adding {added.job.total} traces in the background: progress below.")
+            return redirect(session.get_absolute_url())
         if added is not None and not added.unknown:
             messages.success(request, f"Added {added.added} traces ({added.already_there} were already there).")
             return redirect(session.get_absolute_url())
@@ -260,15 +276,19 @@ def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
-def _add_traces(session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm) -> services.AddResult | None:
+def _add_traces(
+    session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm, requester: Any
+) -> services.AddResult | None:
     """Add the pasted ids or the filtered traces; None when the form is refused (its errors say why)."""
     target = ids_form if ids_form.is_bound else form
     if not target.is_valid():
         return None
+    # Large adds are copied by a background job (its progress shows on the session page).
+    run = {"background_from": settings.TRACE_ADD_BACKGROUND_THRESHOLD, "requested_by": requester}
     try:
         if ids_form.is_bound:
-            return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"])
-        return services.add_traces_to_session(session=session, traces=form.filter(Trace.objects.explorable()))
+            return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"], **run)
+        return services.add_traces_to_session(session=session, traces=form.filter(Trace.objects.explorable()), **run)
     except ValidationError as exc:
         target.add_error(None, exc.messages)
         return None
@@ -306,10 +326,23 @@ def session_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         context.update(_items_context(request, session))
     if part == "":
         context.update(_overview_context(session, schemas))
+        context["add_jobs"] = _recent_add_jobs(session)
     template = "labeling/manage/session_dashboard.html"
     if request.htmx and part in ("progress", "answers", "items"):
         template += f"#{part}"
     return render(request, template, context)
+
+
+def _recent_add_jobs(session: LabelingSession) -> list[TraceAddJob]:
+    """Background adds worth showing: running or waiting, failed in the last day, finished in the last hour."""
+    now = timezone.now()
+    shown = (
+        Q(state__in=[JobState.QUEUED, JobState.RUNNING])
+        | Q(state=JobState.FAILED, updated_at__gte=now - timedelta(days=1))
+        | Q(state=JobState.DONE, finished_at__gte=now - timedelta(hours=1))
+    )
+    jobs = session.add_jobs.filter(shown).defer("source_ids").select_related("requested_by")
+    return list(jobs.order_by("-created_at", "-id")[:RECENT_ADD_JOBS])
 
 
 def _progress_context(session: LabelingSession) -> dict[str, Any]:
