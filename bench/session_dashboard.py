@@ -159,6 +159,22 @@ def dashboard(session, admin) -> tuple[list[float], set[int]]:
             times.append((time.perf_counter() - start) * 1000)
         assert response.status_code == 200
         queries.add(len(ctx.captured_queries))
+    if os.environ.get("BENCH_PROFILE") == "python":
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(client.get, url)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+    elif os.environ.get("BENCH_PROFILE"):  # the slowest statements of one request, with their plans
+        with CaptureQueriesContext(connection) as ctx:
+            client.get(url)
+        for query in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:6]:
+            print(f"\n-- {float(query['time']) * 1000:.1f} ms\n{query['sql'][:1500]}")
+            if query["sql"].startswith("SELECT"):
+                with connection.cursor() as cursor:
+                    cursor.execute("EXPLAIN ANALYZE " + query["sql"])
+                    print("\n".join(row[0] for row in cursor.fetchall()))
     return times, queries
 
 

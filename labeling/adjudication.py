@@ -24,6 +24,7 @@ from traces.models import Assessment, AssessmentSource
 from .access import can_manage
 from .answers import answer_to_form_value, display_answer, is_blank, parse_answer
 from .claims import require_open
+from .copies import AnyOf, on_session_copies
 from .models import ADJUDICATION_KEY, COPIED_KEY, Adjudication, LabelingSession, LabelSchema, ReviewItem
 
 
@@ -32,8 +33,8 @@ def session_answers(session: LabelingSession | None = None) -> QuerySet[Assessme
     answers = Assessment.objects.filter(source_type=AssessmentSource.HUMAN, valid=True).exclude(
         metadata__has_key=COPIED_KEY
     )
-    if session is not None:  # the session's copies are its experiment's traces: no join through the items
-        answers = answers.filter(trace__experiment_id=session.experiment_id)
+    if session is not None:
+        answers = answers.filter(on_session_copies(session))
     return answers
 
 
@@ -77,9 +78,11 @@ def disagreement_count(session: LabelingSession, names: Iterable[str]) -> int:
     Answers are compared as stored JSON: the app stores each kind in one canonical form (a list of
     choices in the options' order), so this equals the per-value comparison there.
     """
+    # Only the answered items' copies, not the whole session's: one short index lookup.
     split = (
-        session_answers(session)
-        .filter(name__in=list(names), trace__review_item__submitted_count__gte=2)
+        session_answers()
+        .filter(name__in=list(names))
+        .filter(AnyOf("trace_id", session.items.filter(submitted_count__gte=2).order_by().values("trace_id")))
         .exclude(metadata__has_key=ADJUDICATION_KEY)
         .values("trace_id", "name")
         .annotate(distinct_values=Count("value", distinct=True))

@@ -44,6 +44,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss
 
 from traces.models import Assessment, AssessmentSource
 
+from .copies import on_session_copies
 from .models import ADJUDICATION_KEY, COPIED_KEY, InputType, LabelingSession, LabelSchema
 
 Ratings = dict[Any, dict[str, Any]]  # item id → reviewer username → canonical answer
@@ -315,9 +316,9 @@ def load_ratings(
         & ~Q(metadata__has_key=ADJUDICATION_KEY)
     )
     rows = (
-        Assessment.objects.filter(trace__review_item__session=session, valid=True, name__in=list(kinds))
+        Assessment.objects.filter(on_session_copies(session), valid=True, name__in=list(kinds))
         .filter(own_answers | Q(source_type=AssessmentSource.LLM_JUDGE))
-        .values_list("trace__review_item__id", "name", "source_type", "source_id", "value")
+        .values_list("trace_id", "name", "source_type", "source_id", "value")
         .order_by("create_time", "id")
     )
     for item, name, source, who, value in rows:
