@@ -353,41 +353,48 @@ def _enqueue(job: TraceAddJob) -> None:
 def run_trace_add_job(*, job_id: int) -> TraceAddJob | None:
     """Copy a job's traces batch by batch, one transaction each; ``None`` for a job that no longer exists.
 
-    Each batch locks the job row and takes the next ``COPY_BATCH`` ids after ``done``, so two
-    workers on one job (a retry while the first was only slow) never copy a batch twice, and a
-    batch cut off by a killed worker is rolled back whole and runs again. A failing batch marks
-    the job failed with the error; a retry resumes there.
+    A batch cut off by a killed worker is rolled back whole and runs again on retry. A failing
+    batch marks the job failed with the error; a retry resumes there.
     """
     with transaction.atomic():
-        job = TraceAddJob.objects.select_for_update().filter(pk=job_id).first()
+        job = TraceAddJob.objects.select_for_update().defer("source_ids").filter(pk=job_id).first()
         if job is None or job.state == JobState.DONE:
             return job
         job.state, job.attempts = JobState.RUNNING, job.attempts + 1
         job.started_at = job.started_at or timezone.now()
         job.save(update_fields=["state", "attempts", "started_at", "updated_at"])
-    source_ids, session = job.source_ids, job.session
     try:
-        while True:
-            with transaction.atomic():
-                job = TraceAddJob.objects.select_for_update().defer("source_ids").get(pk=job_id)
-                if job.done >= job.total:
-                    job.state, job.finished_at = JobState.DONE, timezone.now()
-                    job.save(update_fields=["state", "finished_at", "updated_at"])
-                    return job
-                batch = _copy_batch(session, source_ids[job.done : job.done + COPY_BATCH])
-                job.done = min(job.total, job.done + COPY_BATCH)
-                job.added, job.skipped, job.missing = (
-                    job.added + batch.added,
-                    job.skipped + batch.skipped,
-                    job.missing + batch.missing,
-                )
-                job.save(update_fields=["done", "added", "skipped", "missing", "updated_at"])
+        while copy_next_batch(job_id=job_id):
+            pass
     except Exception as exc:
-        logger.exception("Adding traces to session %s failed (job %s)", session.pk, job_id)
+        logger.exception("Adding traces to session %s failed (job %s)", job.session_id, job_id)
         TraceAddJob.objects.filter(pk=job_id).update(
             state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], updated_at=timezone.now()
         )
-        return TraceAddJob.objects.get(pk=job_id)
+    return TraceAddJob.objects.defer("source_ids").filter(pk=job_id).first()
+
+
+def copy_next_batch(*, job_id: int) -> bool:
+    """Copy the next ``COPY_BATCH`` traces of a job after ``done``, in one transaction; False once none is left.
+
+    The job row is locked for the batch, so two workers on one job (a retry while the first was
+    only slow) never copy the same batch, and the counters always match what was committed.
+    """
+    with transaction.atomic():
+        job = TraceAddJob.objects.select_for_update().select_related("session").get(pk=job_id)
+        if job.done >= job.total:
+            job.state, job.finished_at = JobState.DONE, timezone.now()
+            job.save(update_fields=["state", "finished_at", "updated_at"])
+            return False
+        batch = _copy_batch(job.session, job.source_ids[job.done : job.done + COPY_BATCH])
+        job.done = min(job.total, job.done + COPY_BATCH)
+        job.added, job.skipped, job.missing = (
+            job.added + batch.added,
+            job.skipped + batch.skipped,
+            job.missing + batch.missing,
+        )
+        job.save(update_fields=["done", "added", "skipped", "missing", "updated_at"])
+    return True
 
 
 def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:
