@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import services
-from ..models import LabelingSession, TraceAddJob
+from ..models import JobState, LabelingSession, TraceAddJob
 from .access import get_session_for_manager
 
 
@@ -29,7 +29,10 @@ def trace_add_job(request: HttpRequest, pk: int, job_pk: int) -> HttpResponse:
     template = "labeling/manage/trace_add_job.html"
     if request.htmx:
         template += "#job"
-    return render(request, template, {"session": session, "job": job})
+    response = render(request, template, {"session": session, "job": job})
+    if request.htmx and job.state == JobState.DONE:
+        response["HX-Trigger"] = "trace-add-done"  # the dashboard's progress card refreshes at once
+    return response
 
 
 @login_required

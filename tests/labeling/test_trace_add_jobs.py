@@ -199,8 +199,9 @@ def test_progress_full_page_and_htmx_partial(admin: Client) -> None:
     dashboard = admin.get(session.get_absolute_url()).content.decode()
     assert f'id="add-job-{job.pk}"' in dashboard and 'hx-trigger="every 2s"' in dashboard
     run_trace_add.call(job_id=job.pk)
-    done = admin.get(job_url(job), HTTP_HX_REQUEST="true").content.decode()
-    assert "Added 10 traces" in done and "hx-trigger" not in done  # polling stops
+    done = admin.get(job_url(job), HTTP_HX_REQUEST="true")
+    assert "Added 10 traces" in done.content.decode() and "hx-trigger" not in done.content.decode()  # polling stops
+    assert done["HX-Trigger"] == "trace-add-done"  # and the progress card refreshes
 
 
 def test_a_queued_job_says_it_waits_for_a_worker_and_a_stalled_one_can_be_retried(admin: Client) -> None:
