@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 
 from _common import fresh_database, median, percentile, table
 
@@ -141,7 +142,13 @@ def answer(session, users: dict) -> None:
     session.items.filter(pk__in=[i.pk for i in items]).update(submitted_count=len(REVIEWERS))
 
 
-def dashboard(session, admin) -> tuple[list[float], set[int]]:
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the PostgreSQL backend serving this connection has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dashboard(session, admin) -> tuple[list[float], list[float], set[int]]:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -151,12 +158,20 @@ def dashboard(session, admin) -> tuple[list[float], set[int]]:
     url = session.get_absolute_url()
     for _ in range(3):  # warm caches
         assert client.get(url).status_code == 200
-    times, queries = [], set()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    local = Path(f"/proc/{backend}/stat").exists()  # the database server runs on this machine
+    times, cpu, queries = [], [], set()
     for _ in range(RUNS):
         with CaptureQueriesContext(connection) as ctx:
+            db_before = backend_cpu_seconds(backend) if local else 0.0
+            cpu_before = time.process_time()
             start = time.perf_counter()
             response = client.get(url)
             times.append((time.perf_counter() - start) * 1000)
+            used = time.process_time() - cpu_before
+            cpu.append((used + (backend_cpu_seconds(backend) - db_before if local else 0.0)) * 1000)
         assert response.status_code == 200
         queries.add(len(ctx.captured_queries))
     if os.environ.get("BENCH_PROFILE") == "python":
@@ -175,7 +190,7 @@ def dashboard(session, admin) -> tuple[list[float], set[int]]:
                 with connection.cursor() as cursor:
                     cursor.execute("EXPLAIN ANALYZE " + query["sql"])
                     print("\n".join(row[0] for row in cursor.fetchall()))
-    return times, queries
+    return times, cpu, queries
 
 
 def main() -> None:
@@ -213,17 +228,28 @@ def main() -> None:
         answer(session, users)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-        times, queries = dashboard(session, admin)
+        times, cpu, queries = dashboard(session, admin)
+        load = os.getloadavg()[0]
 
     table(
         "Sessions at scale (PostgreSQL)",
         [
             ("data load (not measured work)", f"{load_seconds:.1f} s", ""),
-            (f"add {N_TRACES:,} traces × {SPANS_PER_TRACE} spans (background task, inline)", f"{add_seconds:.2f} s", ""),
+            (
+                f"add {N_TRACES:,} traces × {SPANS_PER_TRACE} spans (background task, inline)",
+                f"{add_seconds:.2f} s",
+                "",
+            ),
             ("add: queries", str(add_queries), ""),
             (f"dashboard, {N_TRACES:,} items, 4,500 answers: median", f"{median(times):.0f} ms", ""),
             (f"dashboard: p95 ({RUNS} runs)", f"{percentile(times, 95):.0f} ms", "< 200 ms"),
             ("dashboard: queries", " / ".join(map(str, sorted(queries))), "constant"),
+            (
+                "dashboard: CPU per request, app + database: median / p95",
+                f"{median(cpu):.0f} / {percentile(cpu, 95):.0f} ms",
+                "",
+            ),
+            ("machine load (1-min average, 2 cores) during the runs", f"{load:.1f}", ""),
         ],
     )
 
