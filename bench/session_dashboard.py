@@ -184,7 +184,7 @@ def dashboard(session, admin) -> tuple[list[float], list[float], set[int]]:
     elif os.environ.get("BENCH_PROFILE"):  # the slowest statements of one request, with their plans
         with CaptureQueriesContext(connection) as ctx:
             client.get(url)
-        for query in sorted(ctx.captured_queries, key=lambda q: -float(q["time"]))[:6]:
+        for query in sorted(ctx.captured_queries, key=lambda q: -float(q["time"])):
             print(f"\n-- {float(query['time']) * 1000:.1f} ms\n{query['sql'][:1500]}")
             if query["sql"].startswith("SELECT"):
                 with connection.cursor() as cursor:

@@ -61,15 +61,26 @@ def reviewer_answers(items: Iterable[int]) -> dict[int, dict[str, list[Assessmen
 
 
 def disagreements(session: LabelingSession) -> dict[int, list[str]]:
-    """Items (by id) where reviewers gave different answers, with the questions they disagree on."""
+    """Items (by id) where reviewers gave different answers, with the questions they disagree on.
+
+    Two queries whatever the session's size: the answered items' answer values (no full rows),
+    then the ids of the items that split.
+    """
     names = {s.name for s in session.ordered_schemas()}
-    answers = reviewer_answers(session.items.filter(submitted_count__gte=2).values_list("pk", flat=True))
-    result: dict[int, list[str]] = {}
-    for item_id, by_name in answers.items():
-        split = [n for n, rows in by_name.items() if n in names and len({canonical(a.value) for a in rows}) > 1]
-        if split:
-            result[item_id] = sorted(split)
-    return result
+    answered = session.items.filter(submitted_count__gte=2)
+    rows = (
+        session_answers()
+        .filter(AnyOf("trace_id", answered.order_by().values("trace_id")), name__in=list(names))
+        .exclude(metadata__has_key=ADJUDICATION_KEY)
+        .values_list("trace_id", "name", "value")
+    )
+    values: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for trace_id, name, value in rows:
+        values[trace_id][name].add(canonical(value))
+    split = {t: sorted(n for n, seen in by_name.items() if len(seen) > 1) for t, by_name in values.items()}
+    split = {t: names_ for t, names_ in split.items() if names_}
+    items = answered.filter(trace_id__in=list(split)).values_list("trace_id", "pk")
+    return {pk: split[trace_id] for trace_id, pk in items}
 
 
 def disagreement_count(session: LabelingSession, names: Iterable[str]) -> int:

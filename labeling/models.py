@@ -290,6 +290,8 @@ class ItemReview(models.Model):
         indexes = [
             models.Index(fields=["reviewer", "status"], name="item_review_reviewer_idx"),
             models.Index(fields=["item", "status", "lease_expires_at"], name="item_review_lease_idx"),
+            # The dashboard's flagged list: the few flagged reviews without scanning every session's reviews.
+            models.Index(fields=["item"], condition=Q(flagged=True), name="item_review_flagged_idx"),
         ]
 
     def __str__(self) -> str:
