@@ -48,6 +48,7 @@ from evaluation import services as dataset_services
 from labeling import claims, services, submissions
 from labeling.models import JobState, LabelSchema, TraceAddJob
 from tests.factories import make_assessment, make_trace
+from traces.tokens import create_api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -146,6 +147,8 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
         session=session, source_ids=[t.pk for t in traces], requested_by=None, enqueue=False
     )
     TraceAddJob.objects.filter(pk=failed.pk).update(state=JobState.FAILED, error="RuntimeError: disk full")
+    for person in (admin_user, reviewer, lead):
+        create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})
 
 
