@@ -1,4 +1,4 @@
-# The two commands: `make run` (set up + serve on SQLite) and `make test` (the whole suite).
+# The two commands: `make run` (set up + serve on SQLite, with a background worker) and `make test` (the whole suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -31,8 +31,9 @@ migrate: install
 demo: migrate
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python manage.py seed_demo
 
+# The web server and a background worker (large adds to sessions), both stopped by one Ctrl+C.
 run: demo
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python -m reviewapp.serve $(HOST):$(PORT)
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ import orjson
 from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from labeling.copies import on_session_copies
 from labeling.models import ADJUDICATION_KEY, COPIED_KEY, LabelingSession, ReviewItem
 from traces.conversation import conversation_io
 from traces.models import Assessment, AssessmentKind, AssessmentSource
@@ -213,7 +214,7 @@ def count_items(sessions: list[LabelingSession]) -> int:
 
 def _human_answers(sessions: list[LabelingSession]) -> QuerySet[Assessment]:
     return Assessment.objects.filter(
-        trace__review_item__session__in=sessions, source_type=AssessmentSource.HUMAN, valid=True
+        on_session_copies(sessions), source_type=AssessmentSource.HUMAN, valid=True
     ).exclude(metadata__has_key=COPIED_KEY)
 
 

@@ -16,7 +16,7 @@ import orjson
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from traces.models import Assessment, AssessmentSource
@@ -24,6 +24,7 @@ from traces.models import Assessment, AssessmentSource
 from .access import can_manage
 from .answers import answer_to_form_value, display_answer, is_blank, parse_answer
 from .claims import require_open
+from .copies import AnyOf, on_session_copies
 from .models import ADJUDICATION_KEY, COPIED_KEY, Adjudication, LabelingSession, LabelSchema, ReviewItem
 
 
@@ -33,7 +34,7 @@ def session_answers(session: LabelingSession | None = None) -> QuerySet[Assessme
         metadata__has_key=COPIED_KEY
     )
     if session is not None:
-        answers = answers.filter(trace__review_item__session=session)
+        answers = answers.filter(on_session_copies(session))
     return answers
 
 
@@ -60,15 +61,46 @@ def reviewer_answers(items: Iterable[int]) -> dict[int, dict[str, list[Assessmen
 
 
 def disagreements(session: LabelingSession) -> dict[int, list[str]]:
-    """Items (by id) where reviewers gave different answers, with the questions they disagree on."""
+    """Items (by id) where reviewers gave different answers, with the questions they disagree on.
+
+    Two queries whatever the session's size: the answered items' answer values (no full rows),
+    then the ids of the items that split.
+    """
     names = {s.name for s in session.ordered_schemas()}
-    answers = reviewer_answers(session.items.filter(submitted_count__gte=2).values_list("pk", flat=True))
-    result: dict[int, list[str]] = {}
-    for item_id, by_name in answers.items():
-        split = [n for n, rows in by_name.items() if n in names and len({canonical(a.value) for a in rows}) > 1]
-        if split:
-            result[item_id] = sorted(split)
-    return result
+    answered = session.items.filter(submitted_count__gte=2)
+    rows = (
+        session_answers()
+        .filter(AnyOf("trace_id", answered.order_by().values("trace_id")), name__in=list(names))
+        .exclude(metadata__has_key=ADJUDICATION_KEY)
+        .values_list("trace_id", "name", "value")
+    )
+    values: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for trace_id, name, value in rows:
+        values[trace_id][name].add(canonical(value))
+    split = {t: sorted(n for n, seen in by_name.items() if len(seen) > 1) for t, by_name in values.items()}
+    split = {t: names_ for t, names_ in split.items() if names_}
+    items = answered.filter(trace_id__in=list(split)).values_list("trace_id", "pk")
+    return {pk: split[trace_id] for trace_id, pk in items}
+
+
+def disagreement_count(session: LabelingSession, names: Iterable[str]) -> int:
+    """How many items ``disagreements`` would list, counted in one SQL query without loading answers.
+
+    Answers are compared as stored JSON: the app stores each kind in one canonical form (a list of
+    choices in the options' order), so this equals the per-value comparison there.
+    """
+    # Only the answered items' copies, not the whole session's: one short index lookup.
+    split = (
+        session_answers()
+        .filter(name__in=list(names))
+        .filter(AnyOf("trace_id", session.items.filter(submitted_count__gte=2).order_by().values("trace_id")))
+        .exclude(metadata__has_key=ADJUDICATION_KEY)
+        .values("trace_id", "name")
+        .annotate(distinct_values=Count("value", distinct=True))
+        .filter(distinct_values__gt=1)
+        .values("trace_id")
+    )
+    return session.items.filter(trace_id__in=split).count()
 
 
 def adjudicated_names(item: ReviewItem) -> set[str]:

@@ -39,11 +39,14 @@ from typing import Any
 
 import krippendorff
 import numpy as np
-from django.db.models import Q
+import orjson
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa, fleiss_kappa
 
 from traces.models import Assessment, AssessmentSource
 
+from .copies import on_session_copies
 from .models import ADJUDICATION_KEY, COPIED_KEY, InputType, LabelingSession, LabelSchema
 
 Ratings = dict[Any, dict[str, Any]]  # item id → reviewer username → canonical answer
@@ -315,13 +318,14 @@ def load_ratings(
         & ~Q(metadata__has_key=ADJUDICATION_KEY)
     )
     rows = (
-        Assessment.objects.filter(trace__review_item__session=session, valid=True, name__in=list(kinds))
+        Assessment.objects.filter(on_session_copies(session), valid=True, name__in=list(kinds))
         .filter(own_answers | Q(source_type=AssessmentSource.LLM_JUDGE))
-        .values_list("trace__review_item__id", "name", "source_type", "source_id", "value")
+        .annotate(value_json=Cast("value", TextField()))  # decoded here with orjson: thousands of rows
+        .values_list("trace_id", "name", "source_type", "source_id", "value_json")
         .order_by("create_time", "id")
     )
-    for item, name, source, who, value in rows:
-        answer = canonical(kinds[name], value)
+    for item, name, source, who, value_json in rows:
+        answer = canonical(kinds[name], None if value_json is None else orjson.loads(value_json))
         if answer is None:
             continue
         if source == AssessmentSource.LLM_JUDGE:

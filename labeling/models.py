@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Count, Q
 from django.urls import reverse
+from django.utils import timezone
 
 from traces.models import Experiment, Trace
 
@@ -288,6 +290,8 @@ class ItemReview(models.Model):
         indexes = [
             models.Index(fields=["reviewer", "status"], name="item_review_reviewer_idx"),
             models.Index(fields=["item", "status", "lease_expires_at"], name="item_review_lease_idx"),
+            # The dashboard's flagged list: the few flagged reviews without scanning every session's reviews.
+            models.Index(fields=["item"], condition=Q(flagged=True), name="item_review_flagged_idx"),
         ]
 
     def __str__(self) -> str:
@@ -314,3 +318,62 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item} / {self.schema}"
+
+
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Copying"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class TraceAddJob(models.Model):
+    """A large add of traces to a session, copied in the background in batches.
+
+    The selection is resolved to source trace ids when the add is requested, so what the job
+    copies is exactly what the page showed; ``done`` is how many of them were handled, in order,
+    so a job interrupted between batches resumes where it stopped.
+    """
+
+    session = models.ForeignKey(LabelingSession, on_delete=models.CASCADE, related_name="add_jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source_ids = models.JSONField(default=list, help_text="Primary keys of the source traces, in copy order.")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0, help_text="Source traces handled so far (added or skipped).")
+    added = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Already in the session.")
+    missing = models.PositiveIntegerField(default=0, help_text="Deleted after the add was requested.")
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.QUEUED)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["session", "-created_at"], name="trace_add_job_session_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.session}: {self.done}/{self.total} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, round(100 * self.done / self.total))
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (JobState.QUEUED, JobState.RUNNING)
+
+    @property
+    def is_stalled(self) -> bool:
+        """Queued or running with no batch finished for a while: its worker was stopped or never started."""
+        quiet = timezone.now() - self.updated_at
+        return self.is_active and quiet > timedelta(seconds=settings.TRACE_ADD_STALLED_SECONDS)
+
+    @property
+    def can_retry(self) -> bool:
+        return self.state == JobState.FAILED or self.is_stalled

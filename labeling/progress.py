@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, DurationField, F, Max, Min, Q, Sum
 
 from .access import can_manage
 from .models import ItemReview, LabelingSession, ReviewItem, ReviewStatus
@@ -70,13 +69,12 @@ def reviewer_summary(session: LabelingSession, user: Any) -> SessionSummary:
     return SessionSummary(done=mine["done"], skipped=mine["skipped"], late=mine["late"], still_open=still_open)
 
 
-def _pace(spans: list[tuple[datetime, datetime]]) -> tuple[float | None, float | None]:
+def _pace(count: int, total: timedelta | None, first: datetime | None, last: datetime | None) -> tuple[Any, Any]:
     """Average seconds from claim to submit, and items per hour over the reviewer's working span."""
-    if not spans:
+    if not count or total is None or first is None or last is None:
         return None, None
-    seconds = [(submitted - claimed).total_seconds() for claimed, submitted in spans]
-    hours = (max(s for _, s in spans) - min(c for c, _ in spans)).total_seconds() / 3600
-    return sum(seconds) / len(seconds), (round(len(spans) / hours, 1) if hours > 0 else None)
+    hours = (last - first).total_seconds() / 3600
+    return total.total_seconds() / count, (round(count / hours, 1) if hours > 0 else None)
 
 
 def reviewer_progress(session: LabelingSession) -> list[dict[str, Any]]:
@@ -93,13 +91,22 @@ def reviewer_progress(session: LabelingSession) -> list[dict[str, Any]]:
         )
         .order_by("reviewer__username")
     )
-    timings: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for username, claimed, submitted in ItemReview.objects.filter(
-        item__session=session, status=ReviewStatus.SUBMITTED, claimed_at__isnull=False, submitted_at__isnull=False
-    ).values_list("reviewer__username", "claimed_at", "submitted_at"):
-        timings[username].append((claimed, submitted))
+    timed = Q(status=ReviewStatus.SUBMITTED, claimed_at__isnull=False, submitted_at__isnull=False)
+    paces = {
+        row["reviewer__username"]: row
+        for row in ItemReview.objects.filter(timed, item__session=session)
+        .values("reviewer__username")
+        .annotate(
+            timed=Count("pk"),
+            spent=Sum(F("submitted_at") - F("claimed_at"), output_field=DurationField()),
+            first=Min("claimed_at"),
+            last=Max("submitted_at"),
+        )
+        .order_by()
+    }
     result = []
     for row in rows:
-        average, per_hour = _pace(timings.get(row["reviewer__username"], []))
+        pace = paces.get(row["reviewer__username"])
+        average, per_hour = _pace(pace["timed"], pace["spent"], pace["first"], pace["last"]) if pace else (None, None)
         result.append({**row, "average_seconds": average, "items_per_hour": per_hour})
     return result

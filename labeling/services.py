@@ -6,6 +6,7 @@ A reviewer's own writes live with their concept: claims, skips and flags in ``cl
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,21 +19,25 @@ from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from traces.models import Assessment, AssessmentSource, Experiment, ExperimentKind, Span, Trace
+from traces.ingest.store import copy_traces
+from traces.models import Assessment, AssessmentSource, Experiment, ExperimentKind, Trace
 
 from .answers import clear_unused_config, validate_schema_config
 from .models import (
     CONFIG_FIELDS,
     COPIED_KEY,
+    JobState,
     LabelingSession,
     LabelSchema,
     LabelSchemaVersion,
     ReviewItem,
     SessionSchema,
     SessionStatus,
+    TraceAddJob,
 )
 
-COPY_BATCH = 200
+COPY_BATCH = 500  # source traces per transaction (a few statements each on PostgreSQL)
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- schemas
@@ -197,6 +202,34 @@ class AddResult:
     added: int
     already_there: int
     unknown: list[str] = dataclass_field(default_factory=list)  # pasted ids that name no trace, in the order given
+    job: TraceAddJob | None = None  # a large add runs in the background: this job copies it
+
+
+@dataclass(slots=True)
+class TraceSelection:
+    """What an add will copy: source trace primary keys in copy order, and pasted ids that name no trace."""
+
+    source_ids: list[int]
+    unknown: list[str] = dataclass_field(default_factory=list)
+
+
+def resolve_trace_selection(
+    *, trace_ids: Iterable[str] | None = None, traces: QuerySet[Trace] | None = None
+) -> TraceSelection:
+    """Pasted ``trace_id``s or a filtered queryset → the source traces to copy, oldest first (one query).
+
+    Only traces of ordinary experiments count: a session's frozen copies are never copied again.
+    """
+    if (trace_ids is None) == (traces is None):
+        raise ValueError("pass exactly one of trace_ids or traces")
+    source = Trace.objects.explorable()
+    if trace_ids is not None:
+        wanted = list(dict.fromkeys(trace_ids))
+        rows = list(source.filter(trace_id__in=wanted).order_by("request_time", "id").values_list("pk", "trace_id"))
+        found = {trace_id for _, trace_id in rows}
+        return TraceSelection([pk for pk, _ in rows], [t for t in wanted if t not in found])
+    queryset = traces.filter(experiment__kind=ExperimentKind.TRACES)  # type: ignore[union-attr]
+    return TraceSelection(list(queryset.order_by("request_time", "id").values_list("pk", flat=True)))
 
 
 def add_traces_to_session(
@@ -204,138 +237,164 @@ def add_traces_to_session(
     session: LabelingSession,
     trace_ids: Iterable[str] | None = None,
     traces: QuerySet[Trace] | None = None,
+    background_from: int | None = None,
+    requested_by: AbstractBaseUser | None = None,
 ) -> AddResult:
     """Copy traces (by ``trace_id``, or every trace of a filtered queryset) into the session.
 
     Each copy is frozen: its own Trace row with its spans and assessments, linked to the
     source. A trace the session already holds is skipped; ids that name no trace are returned
-    in ``unknown`` (the known ones are still added).
+    in ``unknown`` (the known ones are still added). With ``background_from``, a selection of at
+    least that many traces is not copied now but handed to a background job (``result.job``).
     """
-    if (trace_ids is None) == (traces is None):
-        raise ValueError("pass exactly one of trace_ids or traces")
-    unknown: list[str] = []
-    source = Trace.objects.explorable()
-    if trace_ids is not None:
-        wanted = list(dict.fromkeys(trace_ids))
-        found = set(source.filter(trace_id__in=wanted).values_list("trace_id", flat=True))
-        unknown = [t for t in wanted if t not in found]
-        queryset = source.filter(trace_id__in=found)
-    else:
-        queryset = traces.filter(experiment__kind=ExperimentKind.TRACES)  # type: ignore[union-attr]
+    selection = resolve_trace_selection(trace_ids=trace_ids, traces=traces)
+    if background_from is not None and len(selection.source_ids) >= background_from:
+        job = start_trace_add(session=session, source_ids=selection.source_ids, requested_by=requested_by)
+        return AddResult(added=0, already_there=0, unknown=selection.unknown, job=job)
     added = already = 0
     with transaction.atomic():
-        LabelingSession.objects.select_for_update().get(pk=session.pk)  # one copier at a time per session
-        present = set(session.items.values_list("source_trace_id_text", flat=True))
-        next_position = (session.items.aggregate(m=Max("position"))["m"] or 0) + 1
-        batch: list[Trace] = []
-        for trace in queryset.order_by("request_time", "id").iterator(chunk_size=COPY_BATCH):
-            if trace.trace_id in present:
-                already += 1
-                continue
-            present.add(trace.trace_id)
-            batch.append(trace)
-            if len(batch) >= COPY_BATCH:
-                next_position = _copy_batch(session, batch, next_position)
-                added += len(batch)
-                batch = []
-        if batch:
-            _copy_batch(session, batch, next_position)
-            added += len(batch)
-    return AddResult(added=added, already_there=already, unknown=unknown)
+        for start in range(0, len(selection.source_ids), COPY_BATCH):
+            batch = _copy_batch(session, selection.source_ids[start : start + COPY_BATCH])
+            added, already = added + batch.added, already + batch.skipped + batch.missing
+    return AddResult(added=added, already_there=already, unknown=selection.unknown)
 
 
-def _copy_batch(session: LabelingSession, sources: list[Trace], position: int) -> int:
+@dataclass(slots=True)
+class BatchResult:
+    added: int = 0
+    skipped: int = 0  # already in the session
+    missing: int = 0  # deleted since the add was requested
+
+
+def _copy_batch(session: LabelingSession, source_ids: Sequence[int]) -> BatchResult:
+    """Copy one batch into the session (inside the caller's transaction), skipping traces it already holds.
+
+    The session row lock makes copiers take turns, so the skip test and the positions are exact
+    and the ``(session, source trace)`` uniqueness rule holds however often a batch is run.
+    """
+    LabelingSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").get()
+    wanted = list(dict.fromkeys(source_ids))
+    sources = dict(Trace.objects.filter(pk__in=wanted).values_list("pk", "trace_id"))
+    present = set(
+        session.items.filter(source_trace_id_text__in=list(sources.values())).values_list(
+            "source_trace_id_text", flat=True
+        )
+    )
+    todo = [pk for pk in wanted if pk in sources and sources[pk] not in present]
+    result = BatchResult(skipped=len(sources) - len(todo), missing=len(wanted) - len(sources))
+    if not todo:
+        return result
+    copy_of = copy_traces(source_ids=todo, experiment=session.experiment, provenance_key=COPIED_KEY)
+    position = (session.items.aggregate(m=Max("position"))["m"] or 0) + 1
     now = timezone.now()
-    copies = [
-        Trace(
-            trace_id=f"tr-{uuid.uuid4().hex}",
-            experiment=session.experiment,
-            name=s.name,
-            state=s.state,
-            request_time=s.request_time,
-            execution_duration_ms=s.execution_duration_ms,
-            request_preview=s.request_preview,
-            response_preview=s.response_preview,
-            client_request_id=s.client_request_id,
-            model_id=s.model_id,
-            tags=s.tags,
-            trace_metadata=s.trace_metadata,
-            span_count=s.span_count,
-            source_trace=s,
-        )
-        for s in sources
-    ]
-    Trace.objects.bulk_create(copies)
-    if any(c.pk is None for c in copies):  # databases without RETURNING
-        by_source = dict(
-            Trace.objects.filter(source_trace__in=sources, experiment=session.experiment).values_list(
-                "source_trace_id", "id"
-            )
-        )
-        for copy in copies:
-            copy.pk = by_source[copy.source_trace_id]
-    copy_of = {s.pk: c for s, c in zip(sources, copies, strict=True)}
-    spans = [
-        Span(
-            trace_id=copy_of[span.trace_id].pk,
-            span_id=span.span_id,
-            parent_id=span.parent_id,
-            name=span.name,
-            span_type=span.span_type,
-            status_code=span.status_code,
-            status_message=span.status_message,
-            start_time_ns=span.start_time_ns,
-            end_time_ns=span.end_time_ns,
-            inputs=span.inputs,
-            outputs=span.outputs,
-            attributes=span.attributes,
-            events=span.events,
-        )
-        for span in Span.objects.filter(trace__in=sources).iterator(chunk_size=2000)
-    ]
-    Span.objects.bulk_create(spans, batch_size=1000)
-    _copy_assessments(sources, copy_of)
     ReviewItem.objects.bulk_create(
         [
             ReviewItem(
                 session=session,
-                trace=c,
-                source_trace=s,
-                source_trace_id_text=s.trace_id,
+                trace_id=copy_of[pk],
+                source_trace_id=pk,
+                source_trace_id_text=sources[pk],
                 position=position + i,
                 created_at=now,
             )
-            for i, (s, c) in enumerate(zip(sources, copies, strict=True))
+            for i, pk in enumerate(todo)
         ]
     )
-    return position + len(sources)
+    result.added = len(todo)
+    return result
 
 
-def _copy_assessments(sources: list[Trace], copy_of: Mapping[int, Trace]) -> None:
-    originals = list(Assessment.objects.filter(trace__in=sources))
-    new_ids = {a.assessment_id: f"a-{uuid.uuid4().hex}" for a in originals}
-    Assessment.objects.bulk_create(
-        [
-            Assessment(
-                assessment_id=new_ids[a.assessment_id],
-                trace_id=copy_of[a.trace_id].pk,
-                name=a.name,
-                kind=a.kind,
-                value=a.value,
-                rationale=a.rationale,
-                error=a.error,
-                source_type=a.source_type,
-                source_id=a.source_id,
-                span_id=a.span_id,
-                overrides=new_ids.get(a.overrides, a.overrides),
-                valid=a.valid,
-                metadata={**a.metadata, COPIED_KEY: a.assessment_id},
-                create_time=a.create_time,
-                last_update_time=a.last_update_time,
-            )
-            for a in originals
-        ]
-    )
+# ---------------------------------------------------------------- large adds, in the background
+
+
+def start_trace_add(
+    *,
+    session: LabelingSession,
+    source_ids: Sequence[int],
+    requested_by: AbstractBaseUser | None,
+    enqueue: bool = True,
+) -> TraceAddJob:
+    """Record a large add and queue the task that copies it (``labeling.tasks.run_trace_add``).
+
+    The job row and the task row are written in one transaction, so a worker never sees one
+    without the other.
+    """
+    with transaction.atomic():
+        job = TraceAddJob.objects.create(
+            session=session,
+            requested_by=requested_by if requested_by is not None and requested_by.is_authenticated else None,
+            source_ids=list(source_ids),
+            total=len(source_ids),
+        )
+        if enqueue:
+            _enqueue(job)
+    return job
+
+
+def retry_trace_add(*, job: TraceAddJob) -> TraceAddJob:
+    """Queue a failed or stalled job again; it resumes after the last batch it finished."""
+    if job.state == JobState.DONE:
+        raise ValidationError("This add has already finished.")
+    if not job.can_retry:
+        raise ValidationError("This add is still running.")
+    with transaction.atomic():
+        TraceAddJob.objects.filter(pk=job.pk).update(state=JobState.QUEUED, error="", updated_at=timezone.now())
+        job.refresh_from_db()
+        _enqueue(job)
+    return job
+
+
+def _enqueue(job: TraceAddJob) -> None:
+    from .tasks import run_trace_add  # tasks imports this module
+
+    run_trace_add.enqueue(job_id=job.pk)
+
+
+def run_trace_add_job(*, job_id: int) -> TraceAddJob | None:
+    """Copy a job's traces batch by batch, one transaction each; ``None`` for a job that no longer exists.
+
+    A batch cut off by a killed worker is rolled back whole and runs again on retry. A failing
+    batch marks the job failed with the error; a retry resumes there.
+    """
+    with transaction.atomic():
+        job = TraceAddJob.objects.select_for_update().defer("source_ids").filter(pk=job_id).first()
+        if job is None or job.state == JobState.DONE:
+            return job
+        job.state, job.attempts = JobState.RUNNING, job.attempts + 1
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["state", "attempts", "started_at", "updated_at"])
+    try:
+        while copy_next_batch(job_id=job_id):
+            pass
+    except Exception as exc:
+        logger.exception("Adding traces to session %s failed (job %s)", job.session_id, job_id)
+        TraceAddJob.objects.filter(pk=job_id).update(
+            state=JobState.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000], updated_at=timezone.now()
+        )
+    return TraceAddJob.objects.defer("source_ids").filter(pk=job_id).first()
+
+
+def copy_next_batch(*, job_id: int) -> bool:
+    """Copy the next ``COPY_BATCH`` traces of a job after ``done``, in one transaction; False once none is left.
+
+    The job row is locked for the batch, so two workers on one job (a retry while the first was
+    only slow) never copy the same batch, and the counters always match what was committed.
+    """
+    with transaction.atomic():
+        job = TraceAddJob.objects.select_for_update().select_related("session").get(pk=job_id)
+        if job.done >= job.total:
+            job.state, job.finished_at = JobState.DONE, timezone.now()
+            job.save(update_fields=["state", "finished_at", "updated_at"])
+            return False
+        batch = _copy_batch(job.session, job.source_ids[job.done : job.done + COPY_BATCH])
+        job.done = min(job.total, job.done + COPY_BATCH)
+        job.added, job.skipped, job.missing = (
+            job.added + batch.added,
+            job.skipped + batch.skipped,
+            job.missing + batch.missing,
+        )
+        job.save(update_fields=["done", "added", "skipped", "missing", "updated_at"])
+    return True
 
 
 def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:

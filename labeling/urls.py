@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import adjudication, manage, people, review
+from .views import adjudication, manage, people, review, trace_adds
 
 app_name = "labeling"
 
@@ -14,6 +14,12 @@ urlpatterns = [
     path("manage/sessions/<int:pk>/", manage.session_dashboard, name="session_dashboard"),
     path("manage/sessions/<int:pk>/edit/", manage.session_edit, name="session_edit"),
     path("manage/sessions/<int:pk>/add-traces/", manage.session_add_traces, name="session_add_traces"),
+    path("manage/sessions/<int:pk>/add-traces/jobs/<int:job_pk>/", trace_adds.trace_add_job, name="trace_add_job"),
+    path(
+        "manage/sessions/<int:pk>/add-traces/jobs/<int:job_pk>/retry/",
+        trace_adds.trace_add_job_retry,
+        name="trace_add_job_retry",
+    ),
     path("manage/sessions/<int:pk>/complete/", manage.session_complete, name="session_complete"),
     path("manage/sessions/<int:pk>/assign/", manage.session_assign, name="session_assign"),
     path("manage/sessions/<int:pk>/assign-by-hand/", manage.session_assign_by_hand, name="session_assign_by_hand"),

@@ -170,6 +170,11 @@ TASKS = {
         "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
     }
 }
+# Adding at least this many traces to a session runs in the background (a db_worker) with a progress
+# bar; smaller adds are copied during the request.
+TRACE_ADD_BACKGROUND_THRESHOLD = int(os.environ.get("TRACE_ADD_BACKGROUND_THRESHOLD", "500"))
+# A queued or running add with no progress for this long can be retried (its worker was stopped).
+TRACE_ADD_STALLED_SECONDS = int(os.environ.get("TRACE_ADD_STALLED_SECONDS", "600"))
 
 # Content-Security-Policy: everything from our own origin; htmx is vendored.
 CONTENT_SECURITY_POLICY = {

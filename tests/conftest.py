@@ -15,6 +15,12 @@ from traces.models import Trace
 DATA_DIR = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def immediate_tasks(settings: Any) -> None:
+    """Background tasks run at once, in the test's own transaction (a real db_worker is tested apart)."""
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA_DIR

@@ -46,7 +46,7 @@ from hypothesis import strategies as st
 
 from evaluation import services as dataset_services
 from labeling import claims, services, submissions
-from labeling.models import LabelSchema
+from labeling.models import JobState, LabelSchema, TraceAddJob
 from tests.factories import make_assessment, make_trace
 from traces.tokens import create_api_token
 
@@ -141,6 +141,12 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     dataset_services.save_session_labels(sessions=[session], dataset_name="Fuzzed dataset", created_by=admin_user)
     other = services.create_labeling_session(name="Other", schemas=schemas[:1], reviewers=[second])
     services.add_traces_to_session(session=other, trace_ids=[traces[0].trace_id])
+    # Background adds on the dashboard: one waiting for a worker (polled), one failed (with Retry).
+    services.start_trace_add(session=other, source_ids=[traces[1].pk], requested_by=admin_user, enqueue=False)
+    failed = services.start_trace_add(
+        session=session, source_ids=[t.pk for t in traces], requested_by=None, enqueue=False
+    )
+    TraceAddJob.objects.filter(pk=failed.pk).update(state=JobState.FAILED, error="RuntimeError: disk full")
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})

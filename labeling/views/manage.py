@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -12,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from traces.models import Trace
@@ -19,11 +22,20 @@ from traces.search import TraceFilterForm
 
 from .. import services
 from ..access import is_admin, is_lead_anywhere, managed_sessions
-from ..adjudication import disagreements, session_answers
+from ..adjudication import disagreement_count, session_answers
 from ..answers import parse_answer
 from ..assignment import assign_items, assign_items_evenly
 from ..forms import AnswerFilterForm, LabelSchemaForm, SessionForm, TraceIdsForm
-from ..models import ADJUDICATION_KEY, ItemReview, LabelingSession, LabelSchema, LabelSchemaVersion, SessionStatus
+from ..models import (
+    ADJUDICATION_KEY,
+    ItemReview,
+    JobState,
+    LabelingSession,
+    LabelSchema,
+    LabelSchemaVersion,
+    SessionStatus,
+    TraceAddJob,
+)
 from ..progress import reviewer_progress
 from .access import admin_required, deny, get_session_for_manager
 
@@ -31,6 +43,7 @@ ANSWERS_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
 PREVIEW_ROWS = 10
 UNKNOWN_IDS_SHOWN = 100
+RECENT_ADD_JOBS = 5
 ANSWERED = "\x00answered"
 
 
@@ -235,7 +248,10 @@ def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     ids_form = TraceIdsForm(request.POST if "trace_ids" in request.POST else None)
     added: services.AddResult | None = None
     if request.method == "POST":
-        added = _add_traces(session, form, ids_form)
+        added = _add_traces(session, form, ids_form, request.user)
+        if added is not None and added.job is not None and not added.unknown:
+            messages.success(request, f"Adding {added.job.total} traces in the background: progress below.")
+            return redirect(session.get_absolute_url())
         if added is not None and not added.unknown:
             messages.success(request, f"Added {added.added} traces ({added.already_there} were already there).")
             return redirect(session.get_absolute_url())
@@ -260,18 +276,22 @@ def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, context, status=status)
 
 
-def _add_traces(session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm) -> services.AddResult | None:
+def _add_traces(
+    session: LabelingSession, form: TraceFilterForm, ids_form: TraceIdsForm, requester: Any
+) -> services.AddResult | None:
     """Add the pasted ids or the filtered traces; None when the form is refused (its errors say why)."""
     target = ids_form if ids_form.is_bound else form
     if not target.is_valid():
         return None
+    # Large adds are copied by a background job (its progress shows on the session page).
+    run = {"background_from": settings.TRACE_ADD_BACKGROUND_THRESHOLD, "requested_by": requester}
     try:
         if ids_form.is_bound:
-            return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"])
+            return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"], **run)
         traces = _chosen_traces(form)
         if traces is None:
             return None
-        return services.add_traces_to_session(session=session, traces=traces)
+        return services.add_traces_to_session(session=session, traces=traces, **run)
     except ValidationError as exc:
         target.add_error(None, exc.messages)
         return None
@@ -320,10 +340,23 @@ def session_dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         context.update(_items_context(request, session))
     if part == "":
         context.update(_overview_context(session, schemas))
+        context["add_jobs"] = _recent_add_jobs(session)
     template = "labeling/manage/session_dashboard.html"
     if request.htmx and part in ("progress", "answers", "items"):
         template += f"#{part}"
     return render(request, template, context)
+
+
+def _recent_add_jobs(session: LabelingSession) -> list[TraceAddJob]:
+    """Background adds worth showing: running or waiting, failed in the last day, finished in the last hour."""
+    now = timezone.now()
+    shown = (
+        Q(state__in=[JobState.QUEUED, JobState.RUNNING])
+        | Q(state=JobState.FAILED, updated_at__gte=now - timedelta(days=1))
+        | Q(state=JobState.DONE, finished_at__gte=now - timedelta(hours=1))
+    )
+    jobs = session.add_jobs.filter(shown).defer("source_ids").select_related("requested_by")
+    return list(jobs.order_by("-created_at", "-id")[:RECENT_ADD_JOBS])
 
 
 def _progress_context(session: LabelingSession) -> dict[str, Any]:
@@ -341,7 +374,7 @@ def _progress_context(session: LabelingSession) -> dict[str, Any]:
 
 def _answers_context(request: HttpRequest, session: LabelingSession, schemas: list[LabelSchema]) -> dict[str, Any]:
     form = AnswerFilterForm(request.GET or None, schemas=schemas)
-    answers = session_answers(session).select_related("trace__review_item").order_by("-create_time", "-id")
+    answers = session_answers(session).order_by("-create_time", "-id")
     filter_error = ""
     if form.is_valid():
         question, value = form.cleaned_data["question"], form.cleaned_data["value"].strip()
@@ -357,6 +390,11 @@ def _answers_context(request: HttpRequest, session: LabelingSession, schemas: li
             else:
                 answers = answers.filter(value=typed)
     page = Paginator(answers, ANSWERS_PER_PAGE).get_page(request.GET.get("page"))
+    # The page's items in one more query: joining them before the sort would join every answer.
+    items = session.items.filter(trace_id__in=[a.trace_id for a in page]).only("pk", "position", "session_id", "trace")
+    by_trace = {item.trace_id: item for item in items}
+    for answer in page:
+        answer.item = by_trace.get(answer.trace_id)
     return {"answer_form": form, "answers": page, "filter_error": filter_error}
 
 
@@ -374,7 +412,7 @@ def _overview_context(session: LabelingSession, schemas: list[LabelSchema]) -> d
     return {
         "distributions": distributions,
         "flagged": list(flagged[:50]),
-        "disagreement_count": len(disagreements(session)),
+        "disagreement_count": disagreement_count(session, [s.name for s in schemas]),
         "agreement": _agreement(session),
     }
 
@@ -389,12 +427,20 @@ def _agreement(session: LabelingSession) -> list[Any]:
 
 def _distributions(session: LabelingSession, schemas: list[LabelSchema]) -> list[dict[str, Any]]:
     """Answer counts per question and value, in one query; bars scaled to the largest count."""
-    rows = session_answers(session).exclude(metadata__has_key=ADJUDICATION_KEY).values_list("name", "value")
+    # Counted per distinct stored value in SQL: a handful of rows, not one per answer.
+    rows = (
+        session_answers(session)
+        .exclude(metadata__has_key=ADJUDICATION_KEY)
+        .values("name", "value")
+        .annotate(n=Count("pk"))
+        .values_list("name", "value", "n")
+        .order_by()
+    )
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for name, value in rows.iterator(chunk_size=2000):
-        counts[name][ANSWERED] += 1
+    for name, value, n in rows:
+        counts[name][ANSWERED] += n
         for one in value if isinstance(value, list) else [value]:
-            counts[name][_label(one)] += 1
+            counts[name][_label(one)] += n
     result = []
     for schema in schemas:
         by_value = dict(counts.get(schema.name, {}))

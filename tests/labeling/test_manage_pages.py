@@ -278,7 +278,8 @@ def test_dashboard_progress_answers_distributions_and_constant_queries(
     )
     assert "Choose pass or fail." in bad.content.decode()
     progress = admin.get(big.get_absolute_url(), {"part": "progress"}, HTTP_HX_REQUEST="true").content.decode()
-    assert progress.strip().startswith('<section id="progress"') and 'hx-trigger="every 5s"' in progress
+    assert progress.strip().startswith('<section id="progress"')
+    assert 'hx-trigger="every 5s, trace-add-done from:body"' in progress
 
 
 def test_complete_and_assign_evenly(admin: Client, reviewer) -> None:

@@ -7,6 +7,7 @@ big imports); other databases use ``bulk_create``. Both paths write the same row
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,3 +300,114 @@ def _upsert_assessments(records: list[TraceRecord], ids: dict[str, int]) -> None
             unique_fields=["assessment_id"],
             update_fields=ASSESSMENT_UPDATE_FIELDS,
         )
+
+
+# ---------------------------------------------------------------- copying stored traces
+
+# Trace columns a copy takes from its source unchanged (the rest: a new trace_id, the target
+# experiment, the link to the source, and fresh created/updated times).
+COPIED_TRACE_COLUMNS = [f for f in TRACE_FIELDS if f != "experiment_id"]
+COPIED_SPAN_COLUMNS = [c for c in SPAN_COLUMNS if c != "trace_id"]
+_NEW_ID = "replace(gen_random_uuid()::text, '-', '')"
+
+
+def copy_traces(*, source_ids: Sequence[int], experiment: Experiment, provenance_key: str) -> dict[int, int]:
+    """Copy traces (by primary key) with their spans and assessments into ``experiment``.
+
+    Each copy gets a new ``trace_id`` and ``source_trace`` pointing at its original; each copied
+    assessment a new ``assessment_id``, ``overrides`` pointing at the copy of what it overrode, and
+    ``metadata[provenance_key]`` naming the original assessment. Returns source pk → copy pk.
+    On PostgreSQL the rows never leave the server (``INSERT … SELECT``: three statements whatever
+    the batch size); elsewhere they go through the ORM. Call inside a transaction.
+    """
+    if not source_ids:
+        return {}
+    if connection.vendor == "postgresql":
+        return _copy_traces_server_side(list(source_ids), experiment, provenance_key)
+    return _copy_traces_with_orm(list(source_ids), experiment, provenance_key)
+
+
+def _copy_traces_server_side(source_ids: list[int], experiment: Experiment, provenance_key: str) -> dict[int, int]:
+    now = timezone.now()
+    columns = ", ".join(COPIED_TRACE_COLUMNS)
+    span_columns = ", ".join(COPIED_SPAN_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO traces_trace (trace_id, experiment_id, source_trace_id, created_at, updated_at, {columns}) "
+            f"SELECT 'tr-' || {_NEW_ID}, %s, id, %s, %s, {columns} FROM traces_trace WHERE id = ANY(%s) "
+            "RETURNING source_trace_id, id",
+            [experiment.pk, now, now, source_ids],
+        )
+        copy_of = dict(cursor.fetchall())
+        sources, copies = list(copy_of), list(copy_of.values())
+        cursor.execute(
+            f"INSERT INTO traces_span (trace_id, {span_columns}) "
+            f"SELECT m.copy_id, {', '.join(f's.{c}' for c in COPIED_SPAN_COLUMNS)} FROM traces_span s "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS m(source_id, copy_id) ON s.trace_id = m.source_id",
+            [sources, copies],
+        )
+        # One CTE row per original with its new id, so ``overrides`` can point at the copy it replaces.
+        cursor.execute(
+            f"""
+            WITH src AS MATERIALIZED (
+                SELECT a.*, 'a-' || {_NEW_ID} AS new_id FROM traces_assessment a WHERE a.trace_id = ANY(%s)
+            )
+            INSERT INTO traces_assessment (assessment_id, trace_id, name, kind, value, rationale, error, source_type,
+                source_id, span_id, overrides, valid, metadata, create_time, last_update_time)
+            SELECT src.new_id, m.copy_id, src.name, src.kind, src.value, src.rationale, src.error, src.source_type,
+                src.source_id, src.span_id, COALESCE(o.new_id, src.overrides), src.valid,
+                CASE WHEN jsonb_typeof(src.metadata) = 'object' THEN src.metadata ELSE '{{}}'::jsonb END
+                    || jsonb_build_object(%s::text, src.assessment_id),
+                src.create_time, src.last_update_time
+            FROM src
+            JOIN unnest(%s::bigint[], %s::bigint[]) AS m(source_id, copy_id) ON src.trace_id = m.source_id
+            LEFT JOIN src o ON o.assessment_id = src.overrides AND src.overrides <> ''
+            """,
+            [sources, provenance_key, sources, copies],
+        )
+    return copy_of
+
+
+def _copy_traces_with_orm(source_ids: list[int], experiment: Experiment, provenance_key: str) -> dict[int, int]:
+    sources = list(Trace.objects.filter(pk__in=source_ids))
+    copies = [
+        Trace(
+            trace_id=f"tr-{uuid.uuid4().hex}",
+            experiment=experiment,
+            source_trace=source,
+            **{f: getattr(source, f) for f in COPIED_TRACE_COLUMNS},
+        )
+        for source in sources
+    ]
+    Trace.objects.bulk_create(copies)
+    if any(c.pk is None for c in copies):  # databases without RETURNING
+        by_source = dict(
+            Trace.objects.filter(source_trace__in=sources, experiment=experiment).values_list("source_trace_id", "id")
+        )
+        for copy in copies:
+            copy.pk = by_source[copy.source_trace_id]
+    copy_of = {s.pk: c.pk for s, c in zip(sources, copies, strict=True)}
+    spans = (
+        Span(trace_id=copy_of[span.trace_id], **{c: getattr(span, c) for c in COPIED_SPAN_COLUMNS})
+        for span in Span.objects.filter(trace__in=sources).iterator(chunk_size=2000)
+    )
+    Span.objects.bulk_create(list(spans), batch_size=1000)
+    originals = list(Assessment.objects.filter(trace__in=sources))
+    new_ids = {a.assessment_id: f"a-{uuid.uuid4().hex}" for a in originals}
+    Assessment.objects.bulk_create(
+        [
+            Assessment(
+                assessment_id=new_ids[a.assessment_id],
+                trace_id=copy_of[a.trace_id],
+                **{f: getattr(a, f) for f in _COPIED_ASSESSMENT_FIELDS},
+                overrides=new_ids.get(a.overrides, a.overrides),
+                metadata={**(a.metadata if isinstance(a.metadata, dict) else {}), provenance_key: a.assessment_id},
+            )
+            for a in originals
+        ],
+        batch_size=500,
+    )
+    return copy_of
+
+
+_COPIED_ASSESSMENT_FIELDS = [f for f in ASSESSMENT_UPDATE_FIELDS if f not in ("trace", "overrides", "metadata")]
