@@ -123,7 +123,7 @@ def group_spans(raw_spans: Sequence[Any], result: LiveResult) -> list[TraceSpans
             span = span_from_otlp(raw, index, decode_strings=True)
         except TraceFormatError as exc:
             message = str(exc)
-            result.reject(message if message.startswith("span ") else f"span {index}: {message}")
+            result.reject(message if f"span {index}" in message else f"span {index}: {message}")
             continue
         request_ids.setdefault(otel_trace_id, request_id)
         group = by_trace.setdefault(trace_id, TraceSpans(trace_id))
@@ -306,6 +306,7 @@ def experiment_for_header(value: str, *, may_create: bool) -> Experiment | None:
         found = experiments.filter(pk=int(value)).first()
     if found is None:
         found = experiments.filter(name=value).first()
-    if found is None and may_create and not Experiment.objects.filter(name=value).exists():
+    # Digits are an id, never a new name: a mistyped id must not make an experiment.
+    if found is None and may_create and not value.isdigit() and not Experiment.objects.filter(name=value).exists():
         found, _ = Experiment.objects.get_or_create(name=value[:255], defaults={"kind": ExperimentKind.TRACES})
     return found
