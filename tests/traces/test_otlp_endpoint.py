@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
@@ -41,7 +41,9 @@ def experiment(db) -> Experiment:
     return Experiment.objects.create(name="Support bot", mlflow_experiment_id="17")
 
 
-def post(client, body: bytes, *, token: str | None, experiment: str | None = "17", content_type: str = PROTOBUF, **headers):
+def post(
+    client, body: bytes, *, token: str | None, experiment: str | None = "17", content_type: str = PROTOBUF, **headers
+):
     extra = {}
     if token is not None:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
@@ -173,7 +175,8 @@ def test_mlflow_trace_request_id_names_the_trace(client, token, experiment):
     spans = record_rag_trace()
     document = json_document(spans)
     for span in document["resourceSpans"][0]["scopeSpans"][0]["spans"]:
-        span.setdefault("attributes", []).append({"key": "mlflow.traceRequestId", "value": {"stringValue": '"tr-custom-id"'}})
+        request_id = {"key": "mlflow.traceRequestId", "value": {"stringValue": '"tr-custom-id"'}}
+        span.setdefault("attributes", []).append(request_id)
     response = post(client, json.dumps(document).encode(), token=token, content_type="application/json")
     assert response.status_code == 200
     assert Trace.objects.get().trace_id == "tr-custom-id"
@@ -246,7 +249,7 @@ def test_a_bad_span_is_refused_and_the_others_kept(client, token, experiment):
 
 def test_partial_success_in_protobuf(client, token, experiment):
     spans = record_rag_trace()
-    request = json_format.ParseDict(json_document(spans), __import__("opentelemetry.proto.collector.trace.v1.trace_service_pb2", fromlist=["x"]).ExportTraceServiceRequest())
+    request = json_format.ParseDict(json_document(spans), ExportTraceServiceRequest())
     request.resource_spans[0].scope_spans[0].spans[0].trace_id = b""
     response = post(client, request.SerializeToString(), token=token)
     message = protobuf_response(response)
