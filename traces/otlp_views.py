@@ -80,8 +80,9 @@ def _store(groups: list[TraceSpans], experiment: Experiment, parsed: LiveResult)
         result = dataclasses.replace(parsed, rejected=list(parsed.rejected))
         try:
             return store_live_spans(groups, experiment=experiment, result=result)
-        except OperationalError:  # e.g. a deadlock with a concurrent request: the transaction was rolled back
+        except OperationalError as error:  # e.g. a deadlock with a concurrent request: it was rolled back
             if attempt == STORE_ATTEMPTS:
                 raise
+            logger.info("OTLP spans: attempt %d failed (%s); trying again", attempt, type(error).__name__)
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
