@@ -454,3 +454,23 @@ def test_a_database_error_is_a_503_not_a_traceback(client, token, experiment, mo
 def test_a_request_without_spans_is_accepted(client, token, experiment, body):
     response = post(client, body, token=token, content_type="application/json")
     assert response.status_code == 200 and response.json() == {} and not Trace.objects.exists()
+
+
+def test_the_readme_environment_variables_configure_the_sdk_exporter(live_server, transactional_db, monkeypatch):
+    """The README's recipe, verbatim: endpoint, protocol and URL-encoded headers from the environment."""
+    from django.contrib.auth.models import User
+
+    admin = User.objects.create_user("env-admin", is_staff=True)
+    secret = create_api_token(user=admin, name="env")[1]
+    Experiment.objects.create(name="Support bot")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{live_server.url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"Authorization=Bearer%20{secret},x-mlflow-experiment-id=Support%20bot"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+    spans = record_rag_trace()
+    assert OTLPSpanExporter().export(spans) == SpanExportResult.SUCCESS
+    trace = Trace.objects.get()
+    assert trace.experiment.name == "Support bot"
+    assert_tree(trace, spans)
