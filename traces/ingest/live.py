@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from traces.models import Experiment, ExperimentKind, Span, Trace, TraceState
 
 from .otlp import span_from_otlp
 from .records import SpanRecord, TraceFormatError
-from .store import SPAN_COLUMNS, _span_models, _span_row, model_id_of
+from .store import SPAN_COLUMNS, _json, _span_models, _span_row, model_id_of
 from .validation import check_text
 from .values import decode_json_string, hex_id, otlp_attributes, preview, short_id
 
@@ -47,7 +49,6 @@ METADATA_ATTRIBUTES = {
     "mlflow.modelId": "mlflow.modelId",
 }
 MAX_REJECTION_MESSAGES = 3
-TEMP_TABLE = "otlp_incoming_span"
 
 
 @dataclass(slots=True)
@@ -142,59 +143,142 @@ def store_live_spans(groups: Sequence[TraceSpans], *, experiment: Experiment, re
     """Store one request's spans (see the module docstring) in one transaction."""
     if not groups:
         return result
-    with transaction.atomic():
-        traces = _lock_traces(groups, experiment, result)
-        incoming = [(traces[g.trace_id], g) for g in groups if g.trace_id in traces]
-        new_spans = _insert_spans(incoming)
-        _update_traces(incoming, new_spans, result)
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic(), connection.wrap_database_errors:
+        lock = _lock_traces_postgresql if postgresql else _lock_traces_orm
+        traces = lock(groups, experiment)
+        incoming = []
+        for group in groups:
+            trace = traces[group.trace_id]
+            if trace.experiment_id != experiment.pk:
+                for _ in group.spans:
+                    result.reject(f"trace {trace.trace_id} belongs to another experiment")
+            else:
+                incoming.append((trace, group))
+        new_spans = _insert_spans_postgresql(incoming) if postgresql else _insert_spans_orm(incoming)
+        changed = _apply_new_spans(incoming, new_spans, result)
+        if changed:
+            (_update_traces_postgresql if postgresql else _update_traces_orm)(changed)
     return result
 
 
-def _placeholder(group: TraceSpans, experiment: Experiment, now: datetime) -> Trace:
-    start = min(span.start_time_ns for span in group.spans.values())
-    return Trace(
-        trace_id=group.trace_id,
-        experiment=experiment,
-        state=TraceState.IN_PROGRESS,
-        request_time=datetime.fromtimestamp(start / 1e9, tz=UTC),
-        tags={},
-        trace_metadata={},
-        span_count=0,
-        created_at=now,
-        updated_at=now,
-    )
+@dataclass(slots=True)
+class LiveTrace:
+    """The columns of a locked trace row that arriving spans read and change."""
+
+    pk: int
+    trace_id: str
+    experiment_id: int
+    state: str
+    request_time: datetime
+    span_count: int
+    tags: dict[str, Any]
+    trace_metadata: dict[str, Any]
+    finished: bool = False  # its root span came with this request: the fields below are to be written
+    name: str = ""
+    execution_duration_ms: int | None = None
+    request_preview: str = ""
+    response_preview: str = ""
+    model_id: str = ""
 
 
-def _lock_traces(groups: Sequence[TraceSpans], experiment: Experiment, result: LiveResult) -> dict[str, Trace]:
-    """The (new or existing) trace rows of ``groups``, locked; a trace of another experiment is refused."""
+LIVE_COLUMNS = "id, trace_id, experiment_id, state, request_time, span_count, tags, trace_metadata"
+_LOCK_SQL = f"""
+WITH created AS (
+    INSERT INTO traces_trace (trace_id, name, state, request_time, request_preview, response_preview,
+        client_request_id, model_id, tags, trace_metadata, span_count, experiment_id, created_at, updated_at)
+    SELECT v.trace_id, '', 'IN_PROGRESS', v.request_time, '', '', '', '', '{{}}', '{{}}', 0, %s, %s, %s
+    FROM unnest(%s::text[], %s::timestamptz[]) AS v(trace_id, request_time)
+    ORDER BY v.trace_id
+    ON CONFLICT (trace_id) DO NOTHING
+    RETURNING {LIVE_COLUMNS}
+), existing AS (
+    SELECT {LIVE_COLUMNS} FROM traces_trace WHERE trace_id = ANY(%s) ORDER BY trace_id FOR UPDATE
+)
+SELECT {LIVE_COLUMNS} FROM created UNION ALL SELECT {LIVE_COLUMNS} FROM existing
+"""
+_RELOCK_SQL = f"SELECT {LIVE_COLUMNS} FROM traces_trace WHERE trace_id = ANY(%s) ORDER BY trace_id FOR UPDATE"
+
+
+def _first_start(group: TraceSpans) -> datetime:
+    return datetime.fromtimestamp(min(span.start_time_ns for span in group.spans.values()) / 1e9, tz=UTC)
+
+
+def _live_trace(row: Sequence[Any]) -> LiveTrace:
+    pk, trace_id, experiment_id, state, request_time, span_count, tags, metadata = row
+    tags = orjson.loads(tags) if isinstance(tags, (str, bytes)) else tags
+    metadata = orjson.loads(metadata) if isinstance(metadata, (str, bytes)) else metadata
+    return LiveTrace(pk, trace_id, experiment_id, state, request_time, span_count, tags or {}, metadata or {})
+
+
+def _lock_traces_postgresql(groups: Sequence[TraceSpans], experiment: Experiment) -> dict[str, LiveTrace]:
+    """Create the missing trace rows and lock all of them, in one statement (usually)."""
     now = timezone.now()
     ids = [group.trace_id for group in groups]
-    Trace.objects.bulk_create([_placeholder(g, experiment, now) for g in groups], ignore_conflicts=True)
-    rows = (
-        Trace.objects.select_for_update()
-        .filter(trace_id__in=ids)
-        .order_by("trace_id")
-        .only("id", "trace_id", "experiment_id", "state", "request_time", "span_count", "tags", "trace_metadata")
-    )
-    by_id = {group.trace_id: group for group in groups}
-    traces = {}
-    for trace in rows:
-        if trace.experiment_id != experiment.pk:
-            for _ in by_id[trace.trace_id].spans:
-                result.reject(f"trace {trace.trace_id} belongs to another experiment")
-            continue
-        traces[trace.trace_id] = trace
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute(_LOCK_SQL, [experiment.pk, now, now, ids, [_first_start(g) for g in groups], ids])
+        traces = {row[1]: _live_trace(row) for row in raw.fetchall()}
+        missing = [trace_id for trace_id in ids if trace_id not in traces]
+        if missing:  # created by a request that committed after this statement's snapshot: lock them now
+            raw.execute(_RELOCK_SQL, [missing])
+            traces.update({row[1]: _live_trace(row) for row in raw.fetchall()})
     return traces
 
 
-def _insert_spans(incoming: list[tuple[Trace, TraceSpans]]) -> set[tuple[int, str]]:
-    """Insert the spans that are not stored yet; returns the ``(trace pk, span id)`` of the new ones."""
-    if not incoming:
+def _lock_traces_orm(groups: Sequence[TraceSpans], experiment: Experiment) -> dict[str, LiveTrace]:
+    """The same with the ORM (SQLite, whose writers take turns on the whole database anyway)."""
+    now = timezone.now()
+    placeholders = [
+        Trace(
+            trace_id=g.trace_id,
+            experiment=experiment,
+            state=TraceState.IN_PROGRESS,
+            request_time=_first_start(g),
+            tags={},
+            trace_metadata={},
+            created_at=now,
+            updated_at=now,
+        )
+        for g in groups
+    ]
+    Trace.objects.bulk_create(placeholders, ignore_conflicts=True)
+    rows = (
+        Trace.objects.select_for_update()
+        .filter(trace_id__in=[g.trace_id for g in groups])
+        .order_by("trace_id")
+        .values_list("id", "trace_id", "experiment_id", "state", "request_time", "span_count", "tags", "trace_metadata")
+    )
+    return {row[1]: _live_trace(row) for row in rows}
+
+
+_INSERT_SPANS_SQL = f"""
+INSERT INTO traces_span ({", ".join(SPAN_COLUMNS)})
+SELECT v.trace_id, v.span_id, v.parent_id, v.name, v.span_type, v.status_code, v.status_message, v.start_time_ns,
+    v.end_time_ns, v.inputs::jsonb, v.outputs::jsonb, v.attributes::jsonb, v.events::jsonb
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+    %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])
+    AS v({", ".join(SPAN_COLUMNS)})
+ON CONFLICT (trace_id, span_id) DO NOTHING
+RETURNING trace_id, span_id
+"""
+
+
+def _insert_spans_postgresql(incoming: list[tuple[LiveTrace, TraceSpans]]) -> set[tuple[int, str]]:
+    """One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING``: a request is a few hundred spans at most,
+    so one round trip beats ``COPY`` into a temporary table (three); the rows are the COPY path's own."""
+    rows = [_span_row(trace.pk, span) for trace, group in incoming for span in group.spans.values()]
+    if not rows:
         return set()
-    if connection.vendor == "postgresql":
-        with connection.wrap_database_errors:
-            return _insert_spans_postgresql(incoming)
+    with connection.cursor() as cursor:
+        cursor.cursor.execute(_INSERT_SPANS_SQL, [list(column) for column in zip(*rows, strict=True)])
+        return {(trace_pk, span_id) for trace_pk, span_id in cursor.cursor.fetchall()}
+
+
+def _insert_spans_orm(incoming: list[tuple[LiveTrace, TraceSpans]]) -> set[tuple[int, str]]:
     keys = {(trace.pk, span_id) for trace, group in incoming for span_id in group.spans}
+    if not keys:
+        return set()
     existing = set(
         Span.objects.filter(
             trace_id__in={trace.pk for trace, _ in incoming}, span_id__in={span_id for _, span_id in keys}
@@ -218,32 +302,10 @@ class _Record:
     spans: list[SpanRecord]
 
 
-def _insert_spans_postgresql(incoming: list[tuple[Trace, TraceSpans]]) -> set[tuple[int, str]]:
-    columns = ", ".join(SPAN_COLUMNS)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        # One temporary table per connection, emptied at commit (and here, inside a test's transaction).
-        raw.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {TEMP_TABLE} (trace_id bigint, span_id varchar(32), "
-            "parent_id varchar(32), name varchar(500), span_type varchar(40), status_code varchar(20), "
-            "status_message text, start_time_ns bigint, end_time_ns bigint, inputs jsonb, outputs jsonb, "
-            f"attributes jsonb, events jsonb) ON COMMIT DELETE ROWS; DELETE FROM {TEMP_TABLE}"
-        )
-        with raw.copy(f"COPY {TEMP_TABLE} ({columns}) FROM STDIN") as copy:
-            for trace, group in incoming:
-                for span in group.spans.values():
-                    copy.write_row(_span_row(trace.pk, span))
-        raw.execute(
-            f"INSERT INTO traces_span ({columns}) SELECT {columns} FROM {TEMP_TABLE} "
-            "ON CONFLICT (trace_id, span_id) DO NOTHING RETURNING trace_id, span_id"
-        )
-        return {(trace_pk, span_id) for trace_pk, span_id in raw.fetchall()}
-
-
-def _update_traces(
-    incoming: list[tuple[Trace, TraceSpans]], new_spans: set[tuple[int, str]], result: LiveResult
-) -> None:
-    now = timezone.now()
+def _apply_new_spans(
+    incoming: list[tuple[LiveTrace, TraceSpans]], new_spans: set[tuple[int, str]], result: LiveResult
+) -> list[LiveTrace]:
+    """Count the new spans into each trace and finish the traces whose root arrived; the traces to write."""
     changed = []
     for trace, group in incoming:
         new = [span for span_id, span in group.spans.items() if (trace.pk, span_id) in new_spans]
@@ -260,26 +322,68 @@ def _update_traces(
         elif trace.state == TraceState.IN_PROGRESS:
             start = min(span.start_time_ns for span in new)
             trace.request_time = min(trace.request_time, datetime.fromtimestamp(start / 1e9, tz=UTC))
-        trace.updated_at = now
         changed.append(trace)
-    if changed:
-        fields = [
-            "span_count",
-            "state",
-            "request_time",
-            "execution_duration_ms",
-            "name",
-            "request_preview",
-            "response_preview",
-            "tags",
-            "trace_metadata",
-            "model_id",
-            "updated_at",
-        ]
-        Trace.objects.bulk_update(changed, fields, batch_size=500)
+    return changed
 
 
-def _finish_from_root(trace: Trace, root: SpanRecord, group: TraceSpans) -> None:
+_UPDATE_SQL = """
+UPDATE traces_trace AS t SET span_count = v.span_count, request_time = v.request_time, updated_at = %s,
+    state = CASE WHEN v.finished THEN v.state ELSE t.state END,
+    execution_duration_ms = CASE WHEN v.finished THEN v.execution_duration_ms ELSE t.execution_duration_ms END,
+    name = CASE WHEN v.finished THEN v.name ELSE t.name END,
+    request_preview = CASE WHEN v.finished THEN v.request_preview ELSE t.request_preview END,
+    response_preview = CASE WHEN v.finished THEN v.response_preview ELSE t.response_preview END,
+    tags = CASE WHEN v.finished THEN v.tags::jsonb ELSE t.tags END,
+    trace_metadata = CASE WHEN v.finished THEN v.trace_metadata::jsonb ELSE t.trace_metadata END,
+    model_id = CASE WHEN v.finished THEN v.model_id ELSE t.model_id END
+FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::boolean[], %s::text[], %s::bigint[], %s::text[],
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+    AS v(id, span_count, request_time, finished, state, execution_duration_ms, name, request_preview,
+         response_preview, tags, trace_metadata, model_id)
+WHERE t.id = v.id
+"""
+
+
+def _update_traces_postgresql(changed: list[LiveTrace]) -> None:
+    """One ``UPDATE … FROM unnest(…)`` for every changed trace (``bulk_update`` builds a CASE per row)."""
+    columns = [
+        [t.pk for t in changed],
+        [t.span_count for t in changed],
+        [t.request_time for t in changed],
+        [t.finished for t in changed],
+        [t.state for t in changed],
+        [t.execution_duration_ms for t in changed],
+        [t.name for t in changed],
+        [t.request_preview for t in changed],
+        [t.response_preview for t in changed],
+        [_json(t.tags) for t in changed],
+        [_json(t.trace_metadata) for t in changed],
+        [t.model_id for t in changed],
+    ]
+    with connection.cursor() as cursor:
+        cursor.cursor.execute(_UPDATE_SQL, [timezone.now(), *columns])
+
+
+def _update_traces_orm(changed: list[LiveTrace]) -> None:
+    now = timezone.now()
+    for trace in changed:
+        fields: dict[str, Any] = {"span_count": trace.span_count, "request_time": trace.request_time, "updated_at": now}
+        if trace.finished:
+            fields.update(
+                state=trace.state,
+                execution_duration_ms=trace.execution_duration_ms,
+                name=trace.name,
+                request_preview=trace.request_preview,
+                response_preview=trace.response_preview,
+                tags=trace.tags,
+                trace_metadata=trace.trace_metadata,
+                model_id=trace.model_id,
+            )
+        Trace.objects.filter(pk=trace.pk).update(**fields)
+
+
+def _finish_from_root(trace: LiveTrace, root: SpanRecord, group: TraceSpans) -> None:
+    trace.finished = True
     trace.tags = {**(trace.tags or {}), **group.tags}
     trace.trace_metadata = {**(trace.trace_metadata or {}), **group.metadata}
     trace.model_id = model_id_of(trace.trace_metadata)
@@ -300,13 +404,15 @@ def experiment_for_header(value: str, *, may_create: bool) -> Experiment | None:
     An unknown name is created when ``may_create`` (admins); otherwise ``None``. Labeling sessions'
     experiments of frozen copies never receive spans.
     """
-    experiments = Experiment.objects.filter(kind=ExperimentKind.TRACES)
-    found = experiments.filter(mlflow_experiment_id=value).order_by("pk").first()
-    if found is None and value.isdigit() and value.isascii() and len(value) < 19:
-        found = experiments.filter(pk=int(value)).first()
-    if found is None:
-        found = experiments.filter(name=value).first()
+    is_id = value.isascii() and value.isdigit() and len(value) < 19
+    match = Q(mlflow_experiment_id=value) | Q(name=value) | (Q(pk=int(value)) if is_id else Q(pk__in=[]))
+    candidates = list(Experiment.objects.filter(match, kind=ExperimentKind.TRACES).order_by("pk")[:10])
+    found = (
+        next((e for e in candidates if e.mlflow_experiment_id == value), None)
+        or next((e for e in candidates if is_id and e.pk == int(value)), None)
+        or next((e for e in candidates if e.name == value), None)
+    )
     # Digits are an id, never a new name: a mistyped id must not make an experiment.
-    if found is None and may_create and not value.isdigit() and not Experiment.objects.filter(name=value).exists():
+    if found is None and may_create and not is_id and not Experiment.objects.filter(name=value).exists():
         found, _ = Experiment.objects.get_or_create(name=value[:255], defaults={"kind": ExperimentKind.TRACES})
     return found
