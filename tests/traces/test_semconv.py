@@ -27,8 +27,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from traces.ingest import store_traces
 from traces.ingest.otlp import parse_otlp_request
 from traces.ingest.semconv import map_span_conventions
-from traces.models import Span, Trace
+from traces.models import Experiment, Span, Trace
 from traces.rendering import documents_of, messages_from_inputs, messages_from_outputs
+from traces.tokens import create_api_token
 
 # ---------------------------------------------------------------- OpenTelemetry GenAI
 
@@ -634,14 +635,19 @@ def test_a_span_with_values_too_deep_still_parses() -> None:
 # ---------------------------------------------------------------- real OpenTelemetry SDK spans → the trace page
 
 
-def _export(build: Any) -> dict[str, Any]:
-    """Run ``build(tracer)`` under the real SDK and encode its spans as the OTLP exporters do (JSON mapping)."""
+def _finished_spans(build: Any) -> list[Any]:
+    """Run ``build(tracer)`` under the real SDK; its spans in the order they ended."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     build(provider.get_tracer("tests.semconv"))
     provider.shutdown()
-    return MessageToDict(encode_spans(exporter.get_finished_spans()))
+    return list(exporter.get_finished_spans())
+
+
+def _export(build: Any) -> dict[str, Any]:
+    """The spans of ``build`` encoded as the OTLP exporters do, in OTLP's JSON mapping."""
+    return MessageToDict(encode_spans(_finished_spans(build)))
 
 
 def _genai_agent(tracer: Any) -> None:
@@ -743,3 +749,31 @@ def test_sdk_openinference_trace_page_shows_chat_and_linked_documents(admin_clie
     assert page.count('<li class="doc">') == 2
     assert 'href="https://docs.example.com/refunds"' in page and "Refunds are issued within 14 days." in page
     assert "/kb/shipping.md" in page and "score 0.92" in page and "score 0.71" in page
+
+
+@pytest.mark.django_db
+def test_post_v1_traces_in_pieces_maps_conventions_and_previews_from_the_root(admin_client: Client, admin_user) -> None:
+    """Through the OTLP/HTTP endpoint and its live store: children first, one request each, the root last."""
+    Experiment.objects.create(name="Support bot", mlflow_experiment_id="17")
+    token = create_api_token(user=admin_user, name="exporter")[1]
+    spans = _finished_spans(_openinference_rag)  # in end order: the root comes last
+    for span in spans:
+        response = admin_client.post(
+            "/v1/traces",
+            encode_spans([span]).SerializeToString(),
+            content_type="application/x-protobuf",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            HTTP_X_MLFLOW_EXPERIMENT_ID="17",
+        )
+        assert response.status_code == 200
+    trace = Trace.objects.get()
+    assert trace.state == "OK" and trace.request_preview == "How long does shipping take?"
+    assert trace.response_preview == "Shipping takes 3 days."
+    assert dict(trace.spans.values_list("name", "span_type")) == {
+        "query": "CHAIN",
+        "retrieve": "RETRIEVER",
+        "llm": "LLM",
+    }
+    page = admin_client.get(trace.get_absolute_url()).content.decode()
+    assert page.count('<li class="doc">') == 2 and 'href="https://docs.example.com/refunds"' in page
+    assert '<div class="bubble user">' in page and '<div class="bubble assistant">' in page
