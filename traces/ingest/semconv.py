@@ -168,7 +168,7 @@ def _indexed(attributes: Attributes, prefix: str) -> list[dict[str, Any]]:
 
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     """An OpenAI tool call; arguments are a JSON string there."""
-    arguments = arguments if isinstance(arguments, str) else orjson.dumps(_json(arguments)).decode()
+    arguments = arguments if isinstance(arguments, str) else _text(arguments)
     call: dict[str, Any] = {"type": "function", "function": {"name": str(name or ""), "arguments": arguments}}
     if call_id:
         call["id"] = str(call_id)
@@ -223,7 +223,7 @@ def _openinference_type(attributes: Attributes) -> str | None:
 
 
 def _openinference_value(attributes: Attributes, side: str) -> Any:
-    """``input.value`` / ``output.value``: JSON when its mime type says so (or it is a JSON object)."""
+    """``input.value`` / ``output.value``: decoded when the mime type says JSON or the text is JSON (not a number)."""
     value = attributes.get(f"{side}.value")
     if attributes.get(f"{side}.mime_type") == "application/json":
         return _json(value)
@@ -324,7 +324,8 @@ def _genai_message(raw: Any) -> list[Message]:
     calls: list[dict[str, Any]] = []
     responses: list[Message] = []
     reasoning: list[str] = []
-    for part in raw.get("parts") or []:
+    parts = raw.get("parts")
+    for part in parts if isinstance(parts, list) else []:
         if not isinstance(part, dict):
             texts.append(_text(part))
         elif part.get("type") == "text":
