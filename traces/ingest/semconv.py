@@ -76,6 +76,11 @@ MESSAGE_EVENTS = {
     "gen_ai.assistant.message": "assistant",
     "gen_ai.tool.message": "tool",
 }
+# Attribute namespaces of the conventions above: a span with none of them is passed over at once.
+CONVENTION_PREFIXES = (
+    *("openinference.", "input.", "output.", "llm.", "retrieval.", "reranker.", "embedding.", "tool."),
+    *("gen_ai.", "traceloop."),
+)
 _INDEXED = re.compile(r"^(\d+)\.(.+)$")
 
 
@@ -87,7 +92,9 @@ def map_span_conventions(
     ``name`` is the span name (GenAI names spans ``"{operation} {target}"``); ``events`` the span's
     events as ``{"name", "attributes"}`` dicts, for instrumentations that log messages as events.
     """
-    events = list(events)
+    events = [e for e in events if str(e.get("name") or "").startswith("gen_ai.")]
+    if not events and not any(key.startswith(CONVENTION_PREFIXES) for key in attributes):
+        return None, None, None
     span_type = _first(
         lambda: _openinference_type(attributes),
         lambda: _genai_type(name, attributes),
