@@ -5,9 +5,9 @@ spans many requests, and a retry resends a batch. Each request is stored in one 
 
 1. every trace the spans belong to gets a row (``INSERT … ON CONFLICT DO NOTHING``; a new trace is
    ``IN_PROGRESS``), and those rows are locked (``SELECT … FOR UPDATE``, in trace-id order, so two
-   requests carrying spans of the same trace take turns instead of racing);
-2. the spans are inserted ``ON CONFLICT (trace, span_id) DO NOTHING`` (on PostgreSQL through ``COPY``
-   into a temporary table), which tells which of them are new;
+   requests carrying spans of the same trace take turns instead of racing; one statement on PostgreSQL);
+2. the spans are inserted ``ON CONFLICT (trace, span_id) DO NOTHING`` (on PostgreSQL one
+   ``INSERT … SELECT FROM unnest(…) RETURNING``, with the COPY path's rows), which tells which are new;
 3. each trace's ``span_count`` grows by its new spans, and when the root span (no parent) is among
    them the trace takes its state, request time, duration, name and previews from it, with the trace
    tags and metadata MLflow's exporter puts on the root span.
@@ -130,13 +130,10 @@ def group_spans(raw_spans: Sequence[Any], result: LiveResult) -> list[TraceSpans
         request_ids.setdefault(otel_trace_id, request_id)
         group = by_trace.setdefault(trace_id, TraceSpans(trace_id))
         group.spans[span.span_id] = span
-        if not span.parent_id:
+        if not span.parent_id:  # what the trace takes when its root arrives
             tags, metadata = _trace_level(attributes, resource)
             group.tags.update(tags)
             group.metadata.update(metadata)
-        else:
-            for key, value in _trace_level({}, resource)[0].items():
-                group.tags.setdefault(key, value)
     return sorted(by_trace.values(), key=lambda group: group.trace_id)
 
 
