@@ -474,3 +474,13 @@ def test_the_readme_environment_variables_configure_the_sdk_exporter(live_server
     trace = Trace.objects.get()
     assert trace.experiment.name == "Support bot"
     assert_tree(trace, spans)
+
+
+def test_a_large_batch_within_the_limit_is_taken(client, token, experiment):
+    """Bigger than Django's 2.5 MB form-data limit (the body is streamed, not read as a form)."""
+    spans = record_rag_trace(question="x" * 3_000_000)
+    body = protobuf_body(spans)
+    assert len(body) > 3_000_000
+    response = post(client, body, token=token)
+    assert response.status_code == 200
+    assert len(Trace.objects.get().spans.get(name="agent").inputs["question"]) == 3_000_000
