@@ -32,7 +32,7 @@ from traces.models import Experiment, ExperimentKind, Span, Trace, TraceState
 
 from .otlp import span_from_otlp
 from .records import SpanRecord, TraceFormatError
-from .store import SPAN_COLUMNS, _json, _span_models, _span_row, model_id_of
+from .store import MODEL_ID_KEY, SPAN_COLUMNS, _json, _span_models, _span_row, model_id_of
 from .validation import check_text
 from .values import decode_json_string, hex_id, otlp_attributes, preview, short_id
 
@@ -153,10 +153,11 @@ def store_live_spans(groups: Sequence[TraceSpans], *, experiment: Experiment, re
                     result.reject(f"trace {trace.trace_id} belongs to another experiment")
             else:
                 incoming.append((trace, group))
-        new_spans = _insert_spans_postgresql(incoming) if postgresql else _insert_spans_orm(incoming)
-        changed = _apply_new_spans(incoming, new_spans, result)
-        if changed:
-            (_update_traces_postgresql if postgresql else _update_traces_orm)(changed)
+        if postgresql:
+            _store_spans_postgresql(incoming, result)
+        else:
+            changed = _apply_new_spans(incoming, _insert_spans_orm(incoming), result)
+            _update_traces_orm(changed)
     return result
 
 
@@ -256,26 +257,88 @@ def _lock_traces_orm(groups: Sequence[TraceSpans], experiment: Experiment) -> di
     return {row[1]: _live_trace(row) for row in rows}
 
 
-_INSERT_SPANS_SQL = f"""
-INSERT INTO traces_span ({", ".join(SPAN_COLUMNS)})
-SELECT v.trace_id, v.span_id, v.parent_id, v.name, v.span_type, v.status_code, v.status_message, v.start_time_ns,
-    v.end_time_ns, v.inputs::jsonb, v.outputs::jsonb, v.attributes::jsonb, v.events::jsonb
-FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
-    %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])
-    AS v({", ".join(SPAN_COLUMNS)})
-ON CONFLICT (trace_id, span_id) DO NOTHING
-RETURNING trace_id, span_id
+_STORE_SPANS_SQL = f"""
+WITH new AS (
+    INSERT INTO traces_span ({", ".join(SPAN_COLUMNS)})
+    SELECT v.trace_id, v.span_id, v.parent_id, v.name, v.span_type, v.status_code, v.status_message,
+        v.start_time_ns, v.end_time_ns, v.inputs::jsonb, v.outputs::jsonb, v.attributes::jsonb, v.events::jsonb
+    FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::bigint[],
+        %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])
+        AS v({", ".join(SPAN_COLUMNS)})
+    ON CONFLICT (trace_id, span_id) DO NOTHING
+    RETURNING trace_id, parent_id, start_time_ns
+), counts AS (
+    SELECT trace_id, count(*) AS n, bool_or(parent_id = '') AS root_new, min(start_time_ns) AS first_start
+    FROM new GROUP BY trace_id
+), roots AS (
+    SELECT * FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[], %b::bigint[], %b::text[], %b::text[],
+        %b::text[], %b::text[], %b::text[])
+        AS r(id, state, request_time, execution_duration_ms, name, request_preview, response_preview, tags,
+             trace_metadata)
+)
+UPDATE traces_trace AS t SET
+    span_count = t.span_count + c.n,
+    updated_at = %b,
+    request_time = CASE WHEN c.root_new THEN r.request_time
+        WHEN t.state = 'IN_PROGRESS' THEN LEAST(t.request_time, to_timestamp(c.first_start / 1e9))
+        ELSE t.request_time END,
+    state = CASE WHEN c.root_new THEN r.state ELSE t.state END,
+    execution_duration_ms = CASE WHEN c.root_new THEN r.execution_duration_ms ELSE t.execution_duration_ms END,
+    name = CASE WHEN c.root_new
+        THEN left(coalesce(nullif((t.tags || r.tags::jsonb) ->> '{TRACE_NAME_TAG}', ''), r.name), 255)
+        ELSE t.name END,
+    request_preview = CASE WHEN c.root_new THEN r.request_preview ELSE t.request_preview END,
+    response_preview = CASE WHEN c.root_new THEN r.response_preview ELSE t.response_preview END,
+    tags = CASE WHEN c.root_new THEN t.tags || r.tags::jsonb ELSE t.tags END,
+    trace_metadata = CASE WHEN c.root_new THEN t.trace_metadata || r.trace_metadata::jsonb ELSE t.trace_metadata END,
+    model_id = CASE WHEN c.root_new
+        THEN left(coalesce((t.trace_metadata || r.trace_metadata::jsonb) ->> '{MODEL_ID_KEY}', ''), 255)
+        ELSE t.model_id END
+FROM counts AS c LEFT JOIN roots AS r ON r.id = c.trace_id
+WHERE t.id = c.trace_id
+RETURNING t.id, c.n, c.root_new, t.span_count
 """
 
 
-def _insert_spans_postgresql(incoming: list[tuple[LiveTrace, TraceSpans]]) -> set[tuple[int, str]]:
-    """One ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING``: a request is a few hundred spans at most,
-    so one round trip beats ``COPY`` into a temporary table (three); the rows are the COPY path's own."""
+def _store_spans_postgresql(incoming: list[tuple[LiveTrace, TraceSpans]], result: LiveResult) -> None:
+    """Insert the new spans and update their traces in one statement: ``INSERT … ON CONFLICT DO NOTHING
+    RETURNING`` says which spans are new, and the ``UPDATE`` counts them in (``span_count + n``, on the
+    row's latest version) and finishes the traces whose root is among them. The span rows are the COPY
+    path's own (:func:`store._span_row`); one round trip beats COPY into a temporary table (three)."""
     rows = [_span_row(trace.pk, span) for trace, group in incoming for span in group.spans.values()]
     if not rows:
-        return set()
-    inserted = _execute(_INSERT_SPANS_SQL, [list(column) for column in zip(*rows, strict=True)])
-    return {(trace_pk, span_id) for trace_pk, span_id in inserted}
+        return
+    finished = [(trace, root, group) for trace, group in incoming if (root := group.root) is not None]
+    root_columns = [
+        [trace.pk for trace, _, _ in finished],
+        [_root_state(root) for _, root, _ in finished],
+        [datetime.fromtimestamp(root.start_time_ns / 1e9, tz=UTC) for _, root, _ in finished],
+        [_root_duration_ms(root) for _, root, _ in finished],
+        [root.name[:255] for _, root, _ in finished],
+        [_preview(root.inputs) for _, root, _ in finished],
+        [_preview(root.outputs) for _, root, _ in finished],
+        [_json(group.tags) for _, _, group in finished],
+        [_json(group.metadata) for _, _, group in finished],
+    ]
+    span_columns = [list(column) for column in zip(*rows, strict=True)]
+    for _pk, new, root_new, span_count in _execute(_STORE_SPANS_SQL, [*span_columns, *root_columns, timezone.now()]):
+        result.spans_stored += new
+        result.traces_created += span_count == new
+        result.traces_completed += bool(root_new)
+
+
+def _root_state(root: SpanRecord) -> str:
+    if root.end_time_ns is None:
+        return TraceState.IN_PROGRESS
+    return TraceState.ERROR if root.status_code == "ERROR" else TraceState.OK
+
+
+def _root_duration_ms(root: SpanRecord) -> int | None:
+    return None if root.end_time_ns is None else max(0, root.end_time_ns - root.start_time_ns) // 1_000_000
+
+
+def _preview(value: Any) -> str:
+    return preview(value).replace("\x00", "\ufffd")
 
 
 def _insert_spans_orm(incoming: list[tuple[LiveTrace, TraceSpans]]) -> set[tuple[int, str]]:
@@ -329,43 +392,6 @@ def _apply_new_spans(
     return changed
 
 
-_UPDATE_SQL = """
-UPDATE traces_trace AS t SET span_count = v.span_count, request_time = v.request_time, updated_at = %b,
-    state = CASE WHEN v.finished THEN v.state ELSE t.state END,
-    execution_duration_ms = CASE WHEN v.finished THEN v.execution_duration_ms ELSE t.execution_duration_ms END,
-    name = CASE WHEN v.finished THEN v.name ELSE t.name END,
-    request_preview = CASE WHEN v.finished THEN v.request_preview ELSE t.request_preview END,
-    response_preview = CASE WHEN v.finished THEN v.response_preview ELSE t.response_preview END,
-    tags = CASE WHEN v.finished THEN v.tags::jsonb ELSE t.tags END,
-    trace_metadata = CASE WHEN v.finished THEN v.trace_metadata::jsonb ELSE t.trace_metadata END,
-    model_id = CASE WHEN v.finished THEN v.model_id ELSE t.model_id END
-FROM unnest(%b::bigint[], %b::integer[], %b::timestamptz[], %b::boolean[], %b::text[], %b::bigint[], %b::text[],
-    %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
-    AS v(id, span_count, request_time, finished, state, execution_duration_ms, name, request_preview,
-         response_preview, tags, trace_metadata, model_id)
-WHERE t.id = v.id
-"""
-
-
-def _update_traces_postgresql(changed: list[LiveTrace]) -> None:
-    """One ``UPDATE … FROM unnest(…)`` for every changed trace (``bulk_update`` builds a CASE per row)."""
-    columns = [
-        [t.pk for t in changed],
-        [t.span_count for t in changed],
-        [t.request_time for t in changed],
-        [t.finished for t in changed],
-        [t.state for t in changed],
-        [t.execution_duration_ms for t in changed],
-        [t.name for t in changed],
-        [t.request_preview for t in changed],
-        [t.response_preview for t in changed],
-        [_json(t.tags) for t in changed],
-        [_json(t.trace_metadata) for t in changed],
-        [t.model_id for t in changed],
-    ]
-    _execute(_UPDATE_SQL, [timezone.now(), *columns], fetch=False)
-
-
 def _update_traces_orm(changed: list[LiveTrace]) -> None:
     now = timezone.now()
     for trace in changed:
@@ -391,13 +417,8 @@ def _finish_from_root(trace: LiveTrace, root: SpanRecord, group: TraceSpans) -> 
     trace.model_id = model_id_of(trace.trace_metadata)
     trace.name = (trace.tags.get(TRACE_NAME_TAG) or root.name)[:255]
     trace.request_time = datetime.fromtimestamp(root.start_time_ns / 1e9, tz=UTC)
-    if root.end_time_ns is None:
-        trace.state, trace.execution_duration_ms = TraceState.IN_PROGRESS, None
-    else:
-        trace.state = TraceState.ERROR if root.status_code == "ERROR" else TraceState.OK
-        trace.execution_duration_ms = max(0, root.end_time_ns - root.start_time_ns) // 1_000_000
-    trace.request_preview = preview(root.inputs).replace("\x00", "\ufffd")
-    trace.response_preview = preview(root.outputs).replace("\x00", "\ufffd")
+    trace.state, trace.execution_duration_ms = _root_state(root), _root_duration_ms(root)
+    trace.request_preview, trace.response_preview = _preview(root.inputs), _preview(root.outputs)
 
 
 def experiment_for_header(value: str, *, may_create: bool) -> Experiment | None:
