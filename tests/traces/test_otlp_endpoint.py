@@ -484,3 +484,16 @@ def test_a_large_batch_within_the_limit_is_taken(client, token, experiment):
     response = post(client, body, token=token)
     assert response.status_code == 200
     assert len(Trace.objects.get().spans.get(name="agent").inputs["question"]) == 3_000_000
+
+
+def test_one_request_id_for_all_spans_of_an_otel_trace_in_a_request(client, token, experiment):
+    """Only the root names mlflow.traceRequestId here; its children in the same request still join it."""
+    spans = record_rag_trace()
+    document = json_document(spans)
+    raw_spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    root = next(span for span in raw_spans if not span.get("parentSpanId"))
+    root["attributes"].append({"key": "mlflow.traceRequestId", "value": {"stringValue": '"tr-from-root"'}})
+    response = post(client, json.dumps(document).encode(), token=token, content_type="application/json")
+    assert response.status_code == 200
+    trace = Trace.objects.get()
+    assert trace.trace_id == "tr-from-root" and trace.span_count == 4

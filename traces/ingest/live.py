@@ -106,35 +106,48 @@ def _trace_level(attributes: dict[str, Any], resource: dict[str, Any]) -> tuple[
 
 
 def group_spans(raw_spans: Sequence[Any], result: LiveResult) -> list[TraceSpans]:
-    """Parse each span on its own (a bad one is refused and counted, the others kept) and group by trace."""
-    by_trace: dict[str, TraceSpans] = {}
+    """Parse each span on its own (a bad one is refused and counted, the others kept) and group by trace.
+
+    A trace's id is ``tr-<OTel trace id>`` unless a span of it in the request names MLflow's
+    ``mlflow.traceRequestId``; then all of its spans in the request take that.
+    """
+    decoded: list[tuple[int, dict[str, Any], dict[str, Any], str]] = []
     request_ids: dict[str, str] = {}
     for index, item in enumerate(raw_spans):
-        raw, resource = item.raw, item.resource
         result.spans_received += 1
         try:
-            if not isinstance(raw, dict):
+            if not isinstance(item.raw, dict):
                 raise TraceFormatError("is not an object")
-            otel_trace_id = hex_id(raw.get("trace_id", raw.get("traceId")), what="trace id")
-            attributes = otlp_attributes(raw.get("attributes") or [])
-            raw = {**raw, "attributes": attributes}
-            request_id = request_ids.get(otel_trace_id) or str(decode_json_string(attributes.get(REQUEST_ID_KEY)) or "")
-            trace_id = short_id(request_id or f"tr-{otel_trace_id}", what="trace id")
+            otel_trace_id = hex_id(item.raw.get("trace_id", item.raw.get("traceId")), what="trace id")
+            attributes = otlp_attributes(item.raw.get("attributes") or [])
+        except TraceFormatError as exc:
+            result.reject(_span_message(index, exc))
+            continue
+        if not request_ids.get(otel_trace_id):
+            request_ids[otel_trace_id] = str(decode_json_string(attributes.get(REQUEST_ID_KEY)) or "")
+        decoded.append((index, {**item.raw, "attributes": attributes}, item.resource, otel_trace_id))
+    by_trace: dict[str, TraceSpans] = {}
+    for index, raw, resource, otel_trace_id in decoded:
+        try:
+            trace_id = short_id(request_ids[otel_trace_id] or f"tr-{otel_trace_id}", what="trace id")
             check_text(trace_id, what="trace id")
             # The one place MLflow's span attributes (type, inputs, outputs) are read, for both encodings.
             span = span_from_otlp(raw, index, decode_strings=True)
         except TraceFormatError as exc:
-            message = str(exc)
-            result.reject(message if f"span {index}" in message else f"span {index}: {message}")
+            result.reject(_span_message(index, exc))
             continue
-        request_ids.setdefault(otel_trace_id, request_id)
         group = by_trace.setdefault(trace_id, TraceSpans(trace_id))
         group.spans[span.span_id] = span
         if not span.parent_id:  # what the trace takes when its root arrives
-            tags, metadata = _trace_level(attributes, resource)
+            tags, metadata = _trace_level(raw["attributes"], resource)
             group.tags.update(tags)
             group.metadata.update(metadata)
     return sorted(by_trace.values(), key=lambda group: group.trace_id)
+
+
+def _span_message(index: int, error: TraceFormatError) -> str:
+    message = str(error)
+    return message if f"span {index}" in message else f"span {index}: {message}"
 
 
 def store_live_spans(groups: Sequence[TraceSpans], *, experiment: Experiment, result: LiveResult) -> LiveResult:
