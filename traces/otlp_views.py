@@ -23,6 +23,7 @@ from .models import Experiment
 from .tokens import TokenError, authenticate_request, can_write_traces, token_error_response
 
 EXPERIMENT_HEADER = "x-mlflow-experiment-id"
+RETRY_AFTER_SECONDS = 5
 STORE_ATTEMPTS = 3  # a deadlock between two requests for the same new traces is retried, then a 503
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,16 @@ def export_traces(request: HttpRequest) -> HttpResponse:
         return _error(error.status, error.message)
     except DatabaseError:
         logger.warning("OTLP spans not stored: database error", exc_info=True)
-        return _error(503, "The database could not store the spans right now; send them again later.")
+        return _unavailable("The database could not store the spans right now; send them again later.")
     except Exception:  # a bug must not answer with a traceback; the exporter may retry
         logger.exception("OTLP spans not stored: unexpected error")
-        return _error(503, "The spans could not be stored (an internal error, logged); send them again later.")
+        return _unavailable("The spans could not be stored (an internal error, logged); send them again later.")
+
+
+def _unavailable(message: str) -> JsonResponse:
+    response = _error(503, message)  # exporters retry a 503, after Retry-After if given
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _export(request: HttpRequest) -> HttpResponse:

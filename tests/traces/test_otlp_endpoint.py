@@ -447,6 +447,7 @@ def test_a_database_error_is_a_503_not_a_traceback(client, token, experiment, mo
     monkeypatch.setattr("traces.otlp_views.time.sleep", lambda seconds: None)
     response = post(client, protobuf_body(record_rag_trace()), token=token)
     assert response.status_code == 503 and "send them again" in response.json()["error"]
+    assert response["Retry-After"] == "5"
     assert not Trace.objects.exists()
 
 
@@ -497,3 +498,29 @@ def test_one_request_id_for_all_spans_of_an_otel_trace_in_a_request(client, toke
     assert response.status_code == 200
     trace = Trace.objects.get()
     assert trace.trace_id == "tr-from-root" and trace.span_count == 4
+
+
+def _max_body_setting(**env: str):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    clean = {k: v for k, v in os.environ.items() if k != "OTLP_MAX_BODY_BYTES"}
+    clean.update(env, DJANGO_SETTINGS_MODULE="reviewapp.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.OTLP_MAX_BODY_BYTES)"
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env=clean, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("raw", "limit"), [(None, 20 * 1024 * 1024), ("5_000_000", 5_000_000)])
+def test_the_body_limit_comes_from_the_environment(raw, limit):
+    result = _max_body_setting() if raw is None else _max_body_setting(OTLP_MAX_BODY_BYTES=raw)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(limit)
+
+
+def test_a_bad_body_limit_stops_the_app_clearly():
+    result = _max_body_setting(OTLP_MAX_BODY_BYTES="20MB")
+    assert result.returncode != 0
+    assert "OTLP_MAX_BODY_BYTES must be a whole number, not '20MB'" in result.stderr
