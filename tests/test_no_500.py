@@ -48,6 +48,7 @@ from evaluation import services as dataset_services
 from labeling import claims, services, submissions
 from labeling.models import LabelSchema
 from tests.factories import make_assessment, make_trace
+from traces.tokens import create_api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -140,6 +141,8 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     dataset_services.save_session_labels(sessions=[session], dataset_name="Fuzzed dataset", created_by=admin_user)
     other = services.create_labeling_session(name="Other", schemas=schemas[:1], reviewers=[second])
     services.add_traces_to_session(session=other, trace_ids=[traces[0].trace_id])
+    for person in (admin_user, reviewer, lead):
+        create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})
 
 
