@@ -84,3 +84,52 @@ def test_many_requests_each_with_one_span_of_one_trace(live_server, secret):
     assert statuses == [200] * len(bodies)
     trace = Trace.objects.get()
     assert trace.span_count == 4 and Span.objects.count() == 4 and trace.state == "OK"
+
+
+def test_a_trace_another_request_is_creating_is_waited_for_and_joined(transactional_db):
+    """PostgreSQL: the other request's new trace row commits while this one waits on it; this one then
+    locks that row (it was not in its first snapshot) and adds its spans to it."""
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from traces.ingest.live import LiveResult, group_spans, store_live_spans
+    from traces.ingest.otlp_http import PROTOBUF, decode_request
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite writers take turns on the whole file)")
+    experiment = Experiment.objects.create(name="Race", mlflow_experiment_id="r")
+    spans = record_rag_trace()
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"] or 5432
+    )
+    other.execute(
+        "INSERT INTO traces_trace (trace_id, name, state, request_time, request_preview, response_preview, "
+        "client_request_id, model_id, tags, trace_metadata, span_count, experiment_id, created_at, updated_at) "
+        "VALUES (%s, '', 'IN_PROGRESS', now(), '', '', '', '', '{}', '{}', 0, %s, now(), now())",
+        [trace_id_of(spans), experiment.pk],
+    )
+    outcome: list[LiveResult] = []
+
+    def store() -> None:
+        from django.db import connection as thread_connection
+
+        try:
+            result = LiveResult()
+            groups = group_spans(decode_request(protobuf_body(spans), PROTOBUF), result)
+            outcome.append(store_live_spans(groups, experiment=experiment, result=result))
+        finally:
+            thread_connection.close()
+
+    thread = threading.Thread(target=store)
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive()  # waiting on the other transaction's new row
+    other.commit()
+    other.close()
+    thread.join(timeout=30)
+    assert outcome and outcome[0].spans_stored == 4 and outcome[0].traces_completed == 1
+    trace = Trace.objects.get()
+    assert trace.span_count == 4 and trace.state == "OK" and trace.name == "agent"
