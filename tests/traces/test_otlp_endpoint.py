@@ -524,3 +524,15 @@ def test_a_bad_body_limit_stops_the_app_clearly():
     result = _max_body_setting(OTLP_MAX_BODY_BYTES="20MB")
     assert result.returncode != 0
     assert "OTLP_MAX_BODY_BYTES must be a whole number, not '20MB'" in result.stderr
+
+
+def test_an_in_progress_trace_shows_in_the_explorer_and_on_its_page(client, admin_user, token, experiment):
+    """Children without their root yet: the list and the trace page work, and show the trace as in progress."""
+    spans = record_rag_trace()
+    assert post(client, protobuf_body(spans[:2]), token=token).status_code == 200
+    client.force_login(admin_user)
+    listing = client.get("/traces/")
+    assert listing.status_code == 200 and trace_id_of(spans) in listing.content.decode()
+    page = client.get(Trace.objects.get().get_absolute_url())
+    assert page.status_code == 200
+    assert "In progress" in page.content.decode() and "tool" in page.content.decode()
