@@ -17,7 +17,7 @@ from .large_values import ShownText, loads_json, read_limit
 from .loading import PANEL_FIELDS, full_value_text, load_span_for_panel, load_spans_for_view
 from .models import Span, Trace
 from .rendering import build_trace_view, shown_json
-from .search import TraceFilterForm, traces_for_list
+from .search import TraceListForm, traces_for_list
 from .templatetags.trace_tags import SPAN_TREE_LIMIT
 
 PAGE_SIZE = 50
@@ -33,18 +33,19 @@ def _require_explorer(request: HttpRequest) -> None:
 @require_GET
 def trace_list(request: HttpRequest) -> HttpResponse:
     _require_explorer(request)
-    form = TraceFilterForm(request.GET or None)
     traces = visible_traces(request.user).explorable()  # the list shows no session copies
+    form = TraceListForm(request.GET or None, versions_of=traces)
     if form.is_bound and form.is_valid():
-        traces = form.filter(traces)
+        traces = form.filter(traces)  # the fields, ANDed with the MLflow filter string
     elif form.is_bound:
         traces = Trace.objects.none()
+    traces = traces.order_by(*form.ordering())
     page = Paginator(traces_for_list(traces), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     context = {"form": form, "page": page, "query": query.urlencode()}
     template = "traces/trace_list.html#trace-table" if request.htmx else "traces/trace_list.html"
-    status = 400 if form.is_bound and not form.is_valid() and not request.htmx else 200
+    status = 400 if form.is_bound and form.errors and not request.htmx else 200
     return render(request, template, context, status=status)
 
 

@@ -35,7 +35,11 @@ def test_readme_references_nothing_outside_the_repository() -> None:
 
 
 def test_every_environment_setting_is_documented_with_its_default() -> None:
-    sources = [ROOT / "reviewapp" / "settings.py", ROOT / "labeling" / "management" / "commands" / "seed_demo.py"]
+    sources = [
+        ROOT / "reviewapp" / "settings.py",
+        ROOT / "labeling" / "management" / "commands" / "seed_demo.py",
+        ROOT / "traces" / "ingest" / "mlflow_server.py",
+    ]
     pattern = r"(?:env_bool|env_int|env_list|os\.environ\.get)\(\s*\"([A-Z_]+)\""
     names = {name for source in sources for name in re.findall(pattern, source.read_text())}
     names |= {"DEMO_ADMIN_PASSWORD", "DEMO_REVIEWER_PASSWORD"}

@@ -107,6 +107,20 @@ def _experiment_for_mlflow_id(mlflow_id: str) -> Experiment:
     return Experiment.objects.create(name=name, mlflow_experiment_id=mlflow_id)
 
 
+def experiment_for_mlflow(mlflow_id: str, name: str) -> Experiment:
+    """The experiment for MLflow experiment ``mlflow_id``, created with its MLflow name (suffixed if taken)."""
+    with transaction.atomic():
+        found = Experiment.objects.filter(mlflow_experiment_id=mlflow_id, kind="traces").first()
+        if found is not None:
+            return found
+        name = name.strip()[:200] or f"MLflow experiment {mlflow_id}"
+        candidate, suffix = name, 1
+        while Experiment.objects.filter(name=candidate).exists():
+            suffix += 1
+            candidate = f"{name} (MLflow {mlflow_id})" if suffix == 2 else f"{name} (MLflow {mlflow_id}, {suffix})"
+        return Experiment.objects.create(name=candidate, mlflow_experiment_id=mlflow_id)
+
+
 def store_traces(records: Sequence[TraceRecord], *, experiment: Experiment | None = None) -> StoreResult:
     """Insert new traces and replace existing ones (same ``trace_id``) with their spans, atomically."""
     unique = list({record.trace_id: record for record in records}.values())
