@@ -241,6 +241,10 @@ REVIEW_HEARTBEAT_MAX_SECONDS = env_int("REVIEW_HEARTBEAT_MAX_SECONDS", 120, mini
 # Largest JSON body the ingest endpoints and the importer accept per file.
 MAX_IMPORT_FILE_BYTES = int(os.environ.get("MAX_IMPORT_FILE_BYTES", str(512 * 1024 * 1024)))
 
+# Largest OTLP/HTTP export request POST /v1/traces accepts (413 above it), both as sent and once
+# decompressed: a gzip body is inflated only this far, so a small "gzip bomb" cannot fill the memory.
+OTLP_MAX_BODY_BYTES = env_int("OTLP_MAX_BODY_BYTES", 20 * 1024 * 1024, minimum=1024)
+
 # Characters of one trace value (a message, a span's inputs, a tool's result) that the trace page,
 # the span panel and the review screen show before cutting it, with "show all" / download links.
 # A value longer than max(1,000,000, 10 x this) characters of JSON is read from the database only

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 
-from traces import token_views
+from traces import otlp_views, token_views
 from traces.access import can_explore_traces
 
 
@@ -23,6 +23,8 @@ urlpatterns = [
     path("account/tokens/", token_views.token_list, name="api_tokens"),
     path("account/tokens/<int:pk>/revoke/", token_views.token_revoke, name="api_token_revoke"),
     path("traces/", include("traces.urls")),
+    # OTLP/HTTP's standard path, as OpenTelemetry exporters and MLflow's server use it.
+    path("v1/traces", otlp_views.export_traces, name="otlp_traces"),
     path("", include("labeling.urls")),
     path("datasets/", include("evaluation.urls")),
 ]

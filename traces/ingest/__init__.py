@@ -3,7 +3,9 @@
 The ``import_traces`` command goes through :func:`import_trace_file` (JSON Lines streamed in
 batches, one transaction per file); the HTTP ingest endpoints through :func:`parse_bytes` and
 :func:`store_traces`. Every format's parser ends in the checks of :mod:`.validation` and breaks
-span parent loops with :func:`.span_cycles.break_parent_cycles`.
+span parent loops with :func:`.span_cycles.break_parent_cycles`. ``POST /v1/traces`` (OTLP/HTTP)
+decodes requests with :mod:`.otlp_http` and stores spans as they arrive, in pieces, with
+:mod:`.live`.
 """
 
 from .files import expand_paths, import_trace_file, iter_trace_batches, parse_bytes, read_trace_file

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .records import SpanRecord, TraceFormatError, TraceRecord
+from .semconv import map_span_conventions
 from .span_cycles import break_parent_cycles
 from .validation import check_span, check_trace, check_unique_span_ids
 from .values import decode_json_string, hex_id, otlp_attributes, preview, short_id, timestamp_ns
@@ -33,13 +34,17 @@ def _status(raw: Any) -> tuple[str, str]:
     return name, str(raw.get("message") or "")
 
 
+def _or(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
 def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> SpanRecord:
     """One OTLP span; ``decode_strings`` JSON-decodes ``mlflow.*`` string values (the OTLP exporter encodes them)."""
     attributes = otlp_attributes(raw.get("attributes") or [])
     if decode_strings:
         attributes = {k: decode_json_string(v) if k.startswith("mlflow.") else v for k, v in attributes.items()}
     attributes.pop("mlflow.traceRequestId", None)
-    span_type = attributes.pop("mlflow.spanType", None) or "UNKNOWN"
+    span_type = attributes.pop("mlflow.spanType", None)
     inputs = attributes.pop("mlflow.spanInputs", None)
     outputs = attributes.pop("mlflow.spanOutputs", None)
     parent = _get(raw, "parent_span_id", "parentSpanId")
@@ -61,11 +66,14 @@ def span_from_otlp(raw: dict[str, Any], index: int, *, decode_strings: bool) -> 
                 "attributes": otlp_attributes(event.get("attributes") or []),
             }
         )
+    if span_type is None or inputs is None or outputs is None:  # other instrumentations' conventions
+        mapped = map_span_conventions(str(raw.get("name") or ""), attributes, events=events)
+        span_type, inputs, outputs = span_type or mapped[0], _or(inputs, mapped[1]), _or(outputs, mapped[2])
     span = SpanRecord(
         span_id=hex_id(_get(raw, "span_id", "spanId"), what=f"span {index} span id"),
         parent_id=hex_id(parent, what=f"span {index} parent span id") if parent else "",
         name=str(raw.get("name") or ""),
-        span_type=str(span_type),
+        span_type=str(span_type or "UNKNOWN"),
         status_code=status_code,
         status_message=status_message,
         start_time_ns=timestamp_ns(
