@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db import NotSupportedError, models
-from django.db.models import BooleanField, F, Func
+from django.db import NotSupportedError, connection, models
+from django.db.models import BooleanField, Exists, F, Func, Lookup, OuterRef, Q, TextField, Value
+from django.db.models.functions import Cast, Coalesce, Left
 from django.urls import reverse
 
 # trace_metadata key holding what the importer changed to make a trace showable (a JSON list of
@@ -83,6 +84,101 @@ class HasTag(Func):
         return sql, [*params, self.key, self.value]
 
 
+class LikeLookup(Lookup):
+    """``col LIKE pattern`` with the pattern as given (``%`` and ``_`` are wildcards, ``\\`` escapes),
+    as in MLflow filter strings. On PostgreSQL a pg_trgm GIN index on the column serves it."""
+
+    lookup_name = "like"
+    case_sensitive = True
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        operator = "LIKE" if self.case_sensitive else "ILIKE"
+        return f"{lhs} {operator} {rhs}", [*lhs_params, *rhs_params]
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if self.case_sensitive:  # SQLite's LIKE ignores case: GLOB with the pattern translated
+            return f"{lhs} GLOB {rhs}", [*lhs_params, *[like_to_glob(p) for p in rhs_params]]
+        return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
+
+
+class ILikeLookup(LikeLookup):
+    lookup_name = "ilike"
+    case_sensitive = False
+
+
+models.CharField.register_lookup(LikeLookup)
+models.CharField.register_lookup(ILikeLookup)
+models.TextField.register_lookup(LikeLookup)
+models.TextField.register_lookup(ILikeLookup)
+
+
+def like_to_glob(pattern: str) -> str:
+    """A LIKE pattern as an equivalent SQLite GLOB pattern (case-sensitive)."""
+    out, escaped = [], False
+    for char in pattern:
+        if escaped:
+            out.append(f"[{char}]" if char in "*?[" else char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            out.append("*")
+        elif char == "_":
+            out.append("?")
+        else:
+            out.append(f"[{char}]" if char in "*?[" else char)
+    return "".join(out)
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern matching itself."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _is_plain_contains(pattern: str) -> bool:
+    """``%literal%`` with no other wildcard or escape: a match in a trace's search document
+    (the spans' contents joined by newlines, which no content holds) is then a match in one span."""
+    inner = pattern[1:-1]
+    return (
+        len(pattern) >= 3
+        and pattern.startswith("%")
+        and pattern.endswith("%")
+        and not any(c in inner for c in "%_\\\n")
+    )
+
+
+# One span's searchable content: its name (as a JSON string) and its inputs, outputs and
+# attributes as JSON text. JSON text never holds a raw newline, so newlines can separate spans
+# in the per-trace search document (PostgreSQL; see migration 0004).
+SPAN_CONTENT_SQL = {
+    "postgresql": (
+        "to_jsonb({t}.name)::text || ' ' || coalesce({t}.inputs::text, 'null') || ' ' || "
+        "coalesce({t}.outputs::text, 'null') || ' ' || {t}.attributes::text"
+    ),
+    "sqlite": (
+        "json_quote({t}.name) || ' ' || coalesce({t}.inputs, 'null') || ' ' || "
+        "coalesce({t}.outputs, 'null') || ' ' || {t}.attributes"
+    ),
+}
+
+
+class SpanContent(Func):
+    """A span's searchable content (``SPAN_CONTENT_SQL``) as one text expression."""
+
+    output_field = TextField()
+    arity = 0
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        template = SPAN_CONTENT_SQL.get(connection.vendor)
+        if template is None:
+            raise NotSupportedError("Span content search needs PostgreSQL or SQLite.")
+        return template.format(t=compiler.quote_name_unless_alias(compiler.query.get_initial_alias())), []
+
+
 class TraceQuerySet(models.QuerySet["Trace"]):
     def explorable(self) -> TraceQuerySet:
         """Traces of ordinary experiments, without the frozen copies held by labeling sessions."""
@@ -96,12 +192,60 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         they are bound as values, never made into a lookup name."""
         return self.filter(HasTag("tags", key=key, value=value))
 
+    def with_metadata(self, key: str, value: str | None = None) -> TraceQuerySet:
+        """Like ``with_tag``, for ``trace_metadata`` (GIN-indexed on PostgreSQL too)."""
+        return self.filter(HasTag("trace_metadata", key=key, value=value))
+
+    def with_name_like(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """Traces whose name matches the LIKE ``pattern`` (trigram index on PostgreSQL)."""
+        return self.filter(**{"name__like" if case_sensitive else "name__ilike": pattern})
+
+    def with_name_containing(self, text: str) -> TraceQuerySet:
+        """Traces whose name contains ``text``, ignoring case."""
+        return self.with_name_like(f"%{escape_like(text)}%")
+
+    def with_text(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """MLflow's ``text`` (``trace.text LIKE …``): the request or the response preview matches.
+        Two trigram indexes, OR-ed by a bitmap scan on PostgreSQL."""
+        lookup = "like" if case_sensitive else "ilike"
+        return self.filter(Q(**{f"request_preview__{lookup}": pattern}) | Q(**{f"response_preview__{lookup}": pattern}))
+
+    def with_span_content(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """Traces with a span whose content (``SPAN_CONTENT_SQL``) matches the LIKE ``pattern``.
+
+        PostgreSQL first narrows to traces whose search document (all their spans' contents, kept
+        by triggers on traces_span, trigram-indexed) contains a match; for a plain ``%text%`` that
+        is already exact, else each remaining trace's spans are checked one by one.
+        """
+        spans = Span.objects.filter(trace=OuterRef("pk")).annotate(content=SpanContent())
+        lookup = "content__like" if case_sensitive else "content__ilike"
+        exact = Exists(spans.filter(**{lookup: pattern}))
+        if connection.vendor != "postgresql":
+            return self.filter(exact)
+        documents = TraceSearchDocument.objects.filter(
+            **{lookup: pattern if _is_plain_contains(pattern) else f"%{pattern}%"}
+        )
+        narrowed = self.filter(pk__in=documents.values("trace_id"))
+        return narrowed if _is_plain_contains(pattern) else narrowed.filter(exact)
+
+    def with_assessment(self, kind: str, name: str, value: Any) -> TraceQuerySet:
+        """Traces with a valid assessment of ``kind`` named ``name`` whose value equals ``value``
+        (a JSON value: ``"yes"``, ``True``, ``4``). Served by ``assessment_valid_value_idx``."""
+        return self.filter(Exists(Assessment.objects.valid_value(kind, name, value).filter(trace=OuterRef("pk"))))
+
+    def with_feedback(self, name: str, value: Any) -> TraceQuerySet:
+        return self.with_assessment(AssessmentKind.FEEDBACK, name, value)
+
+    def with_expectation(self, name: str, value: Any) -> TraceQuerySet:
+        return self.with_assessment(AssessmentKind.EXPECTATION, name, value)
+
 
 class Trace(models.Model):
     """One request/response execution of an LLM application."""
 
     trace_id = models.CharField(max_length=64, unique=True)
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
+    # No index of its own: the (experiment, …) indexes below start with it.
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces", db_index=False)
     name = models.CharField(
         max_length=255, blank=True, default="", help_text="mlflow.traceName, or the root span's name."
     )
@@ -135,10 +279,20 @@ class Trace(models.Model):
 
     class Meta:
         ordering = ["-request_time", "-id"]
+        # One index per list order (traces/pagination.py ORDERINGS), alone and after the usual
+        # equality filters, each ending in id, the tiebreaker. PostgreSQL also has (migration 0004):
+        # GIN jsonb_ops on tags and trace_metadata (? and @>), pg_trgm GIN on name,
+        # request_preview and response_preview, and the per-trace span search documents.
         indexes = [
-            models.Index(fields=["experiment", "-request_time"], name="trace_exp_time_idx"),
-            models.Index(fields=["experiment", "state", "-request_time"], name="trace_exp_state_time_idx"),
-            models.Index(fields=["name"], name="trace_name_idx"),
+            models.Index(fields=["-request_time", "-id"], name="trace_time_id_idx"),
+            models.Index(fields=["experiment", "-request_time", "-id"], name="trace_exp_time_id_idx"),
+            models.Index(fields=["state", "-request_time", "-id"], name="trace_state_time_id_idx"),
+            models.Index(fields=["experiment", "state", "-request_time", "-id"], name="trace_exp_state_time_id_idx"),
+            models.Index(
+                Coalesce("execution_duration_ms", Value(-1)).desc(), F("id").desc(), name="trace_duration_id_idx"
+            ),
+            models.Index(fields=["name", "id"], name="trace_name_id_idx"),
+            models.Index(fields=["model_id", "-request_time", "-id"], name="trace_model_time_id_idx"),
             models.Index(fields=["client_request_id"], name="trace_client_req_idx"),
         ]
 
@@ -172,7 +326,8 @@ class Trace(models.Model):
 class Span(models.Model):
     """A node of the trace tree. Times are nanoseconds since the epoch, kept exact."""
 
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
+    # No index of its own: span_unique_per_trace and span_trace_start_idx both start with it.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans", db_index=False)
     span_id = models.CharField(max_length=32)
     parent_id = models.CharField(max_length=32, blank=True, default="")
     name = models.CharField(max_length=500)
@@ -201,6 +356,21 @@ class Span(models.Model):
         return (self.end_time_ns - self.start_time_ns) / 1_000_000
 
 
+class TraceSearchDocument(models.Model):
+    """All of a trace's span contents, one per line, for ``span.content`` search.
+
+    Filled on PostgreSQL only: statement triggers on traces_span keep it (every write path, COPY
+    included), and a pg_trgm GIN index serves ``LIKE``/``ILIKE`` (migration 0004). SQLite leaves
+    the table empty and searches span content in the spans directly. Nothing else writes it.
+    """
+
+    trace = models.OneToOneField(Trace, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    content = models.TextField()
+
+    class Meta:
+        db_table = "traces_search_document"
+
+
 class AssessmentKind(models.TextChoices):
     FEEDBACK = "feedback", "Feedback"
     EXPECTATION = "expectation", "Expectation"
@@ -213,9 +383,27 @@ class AssessmentSource(models.TextChoices):
     SOURCE_TYPE_UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED", "Unspecified"
 
 
+# Assessment values are JSON of any size: the value index holds the first characters of their
+# JSON text (a btree entry must stay under ~2.7 KB) and the lookup re-checks the whole value.
+VALUE_PREFIX = 200
+
+
+def value_prefix(expression: Any) -> Left:
+    return Left(Cast(expression, TextField()), VALUE_PREFIX)
+
+
 class AssessmentQuerySet(models.QuerySet["Assessment"]):
     def valid(self) -> AssessmentQuerySet:
         return self.filter(valid=True)
+
+    def valid_value(self, kind: str, name: str, value: Any) -> AssessmentQuerySet:
+        """Valid assessments of ``kind`` named ``name`` with the JSON value ``value``."""
+        json_value = Value(value, output_field=models.JSONField())
+        return (
+            self.valid()
+            .alias(_prefix=value_prefix("value"))
+            .filter(kind=kind, name=name, _prefix=value_prefix(json_value), value=json_value)
+        )
 
 
 class Assessment(models.Model):
@@ -248,6 +436,9 @@ class Assessment(models.Model):
         indexes = [
             models.Index(fields=["trace", "name"], name="assessment_trace_name_idx"),
             models.Index(fields=["name", "source_type"], name="assessment_name_source_idx"),
+            models.Index(
+                "kind", "name", value_prefix("value"), "trace", condition=Q(valid=True), name="assessment_valid_value_idx"
+            ),
         ]
 
     def __str__(self) -> str:
