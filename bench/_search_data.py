@@ -31,7 +31,7 @@ def _paragraphs(seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     syllables = ["ka", "lo", "mi", "ra", "tu", "ven", "sol", "dri", "pa", "ne", "qua", "zo", "fi", "gor", "ess", "an"]
     words = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(1800)]
-    words += "the a of to and in is for on with your order refund account shipping password error".split()
+    words += ["the", "a", "of", "to", "and", "in", "is", "for", "on", "with", "your", "order", "refund", "error"]
     texts = []
     for i in range(PARAGRAPHS):
         chosen = [rng.choice(words) for _ in range(rng.randint(55, 70))]
@@ -59,12 +59,15 @@ SELECT 'tr-' || lpad(to_hex(g), 12, '0'),
        'cr-' || g, (%(versions)s::text[])[1 + (h / 13) %% 4],
        jsonb_build_object('env', (ARRAY['prod','staging','dev'])[1 + (h / 17) %% 3],
                           'customer', 'cust-' || ((h / 19) %% 1000),
-                          'feature', (ARRAY['search','checkout','support','billing','onboarding','chat','ops'])[1 + (h / 23) %% 7])
+                          'feature', (ARRAY['search','checkout','support','billing','onboarding','chat','ops'])
+                                     [1 + (h / 23) %% 7])
          || CASE WHEN (h / 29) %% 20 = 0 THEN '{"flagged": "true"}'::jsonb ELSE '{}'::jsonb END,
-       jsonb_build_object('mlflow.trace.user', 'user-' || ((h / 31) %% 5000), 'mlflow.trace.session', 'sess-' || (g / 4),
+       jsonb_build_object('mlflow.trace.user', 'user-' || ((h / 31) %% 5000),
+                          'mlflow.trace.session', 'sess-' || (g / 4),
                           'mlflow.modelId', (%(versions)s::text[])[1 + (h / 13) %% 4]),
        10, now(), now(), NULL
-FROM (SELECT g::bigint AS g, (g * 2654435761) %% 4294967291 AS h FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s
+FROM (SELECT g::bigint AS g, (g * 2654435761) %% 4294967291 AS h
+      FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s
 JOIN bench_paragraph rq ON rq.i = h %% %(paragraphs)s::int
 JOIN bench_paragraph rs ON rs.i = (h / 3) %% %(paragraphs)s::int
 """

@@ -370,6 +370,9 @@ class TraceSearchDocument(models.Model):
     class Meta:
         db_table = "traces_search_document"
 
+    def __str__(self) -> str:
+        return f"search document of trace {self.trace_id}"
+
 
 class AssessmentKind(models.TextChoices):
     FEEDBACK = "feedback", "Feedback"
@@ -437,7 +440,12 @@ class Assessment(models.Model):
             models.Index(fields=["trace", "name"], name="assessment_trace_name_idx"),
             models.Index(fields=["name", "source_type"], name="assessment_name_source_idx"),
             models.Index(
-                "kind", "name", value_prefix("value"), "trace", condition=Q(valid=True), name="assessment_valid_value_idx"
+                "kind",
+                "name",
+                value_prefix("value"),
+                "trace",
+                condition=Q(valid=True),
+                name="assessment_valid_value_idx",
             ),
         ]
 

@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from .models import Assessment, Experiment, ExperimentKind, Trace, TraceState
+from .models import Assessment, Experiment, ExperimentKind, Trace, TraceQuerySet, TraceState
 
 TAG_HELP = "key=value, or just key; separate several with commas"
 
@@ -49,7 +49,7 @@ class TraceFilterForm(forms.Form):
             raise forms.ValidationError("“From” must be on or before “To”.")
         return data
 
-    def filter(self, queryset: QuerySet[Trace]) -> QuerySet[Trace]:
+    def filter(self, queryset: TraceQuerySet) -> TraceQuerySet:
         """Apply the cleaned filters; call only after ``is_valid()``."""
         data = self.cleaned_data
         if data.get("experiment"):
@@ -57,7 +57,7 @@ class TraceFilterForm(forms.Form):
         if data.get("state"):
             queryset = queryset.filter(state=data["state"])
         if data.get("name"):
-            queryset = queryset.filter(name__icontains=data["name"])
+            queryset = queryset.with_name_containing(data["name"])  # ILIKE: the trigram index serves it
         if data.get("since"):
             queryset = queryset.filter(request_time__gte=_day_start(data["since"]))
         if data.get("until"):
