@@ -17,7 +17,7 @@ import sys
 import time
 
 import psycopg
-from _common import ADMIN_URL
+from _common import ADMIN_URL, median, percentile
 from _search_data import is_complete, load
 
 
@@ -28,6 +28,14 @@ def database_url(traces: int) -> str:
 
 def setup_django(url: str) -> None:
     os.environ["DATABASE_URL"] = url
+    for key, value in {
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 30,
+        "ALLOWED_HOSTS": "testserver",
+        "SECURE_COOKIES": "0",
+        "SECURE_SSL_REDIRECT": "0",
+    }.items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reviewapp.settings")
     os.environ.setdefault("CONN_MAX_AGE", "0")
     import django
@@ -94,7 +102,169 @@ def main() -> int:
         return 0
     setup_django(url)
     migrate_and_analyze(url)
-    return 0
+    with psycopg.connect(url) as conn:
+        load_seconds = conn.execute("SELECT load_seconds FROM bench_search_marker").fetchone()[0]
+    print(f"Data load (generate + insert {args.traces:,} traces, {args.traces * 10:,} spans): {load_seconds:.0f} s")
+    failed = measure(args.traces, args.runs)
+    print_sizes(url)
+    return 1 if failed else 0
+
+
+LIST_TARGET_MS = 50.0
+SEARCH_TARGET_MS = 500.0
+
+
+def measure(traces: int, runs: int) -> bool:
+    """Time every case; print the table; True when a case missed its target."""
+    from _search_data import RARE_WORD
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    from labeling import services
+    from labeling.models import LabelingSession
+    from traces.models import Trace
+    from traces.pagination import encode_cursor, estimate_count, keyset_page, ordering_for
+    from traces.search import traces_for_list
+
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off, as in production
+    admin, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
+    client = Client()
+    client.force_login(admin)
+    session = LabelingSession.objects.filter(name="bench-search").first()
+    if session is None:
+        session = services.create_labeling_session(name="bench-search")
+    newest = ordering_for("-request_time")
+    explorable = Trace.objects.explorable()
+
+    def cursor_at(position: int, key: str = "-request_time") -> str:
+        ordering = ordering_for(key)
+        row = ordering.apply(explorable).only("id", "request_time", "name", "execution_duration_ms")[position]
+        return encode_cursor(ordering, row)
+
+    first_day = explorable.order_by("request_time").values_list("request_time", flat=True).first()
+    since = (first_day.date()).isoformat()
+    until = (first_day.date()).isoformat()
+    list_url = reverse("traces:list")
+    add_url = reverse("labeling:session_add_traces", args=[session.pk])
+    pages: list[tuple[str, str, dict[str, str]]] = [
+        ("list, unfiltered", list_url, {}),
+        ("list, cursor at row 100,000 (page 2,000)", list_url, {"after": cursor_at(min(100_000, traces - 60))}),
+        ("list, cursor 50 rows from the end", list_url, {"after": cursor_at(traces - 60)}),
+        ("list, Load more (HTMX, deep)", list_url, {"after": cursor_at(traces // 2), "_htmx": "load-more"}),
+        ("list, slowest first, deep", list_url, {"order": "-duration", "after": cursor_at(traces // 2, "-duration")}),
+        ("list, by name A–Z, deep", list_url, {"order": "name", "after": cursor_at(traces // 2, "name")}),
+        ("list, experiment", list_url, {"experiment": str(explorable.values_list("experiment", flat=True)[0])}),
+        ("list, state=ERROR", list_url, {"state": "ERROR"}),
+        ("list, state=ERROR + one day", list_url, {"state": "ERROR", "since": since, "until": until}),
+        ("list, tag env=staging (1/3)", list_url, {"tags": "env=staging"}),
+        ("list, tag customer=cust-42 (1/1000)", list_url, {"tags": "customer=cust-42"}),
+        ("list, tag key flagged (1/20)", list_url, {"tags": "flagged"}),
+        ("list, name contains 'trip'", list_url, {"name": "trip"}),
+        ("add-to-session preview, tag env=staging", add_url, {"tags": "env=staging"}),
+        ("add-to-session preview, unfiltered", add_url, {}),
+    ]
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    failed = False
+
+    def timed(label: str, target: float | None, call) -> None:  # type: ignore[no-untyped-def]
+        nonlocal failed
+        times, counts = [], []
+        for i in range(runs + 1):
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                call()
+                elapsed = (time.perf_counter() - started) * 1000
+            if i:  # the first run warms the caches
+                times.append(elapsed)
+                counts.append(len(queries))
+        p95 = percentile(times, 95)
+        verdict = "—" if target is None else ("PASS" if p95 < target else "FAIL")
+        failed |= verdict == "FAIL"
+        goal = "—" if target is None else f"p95 < {target:.0f} ms"
+        rows.append((label, f"{median(times):.1f}", f"{p95:.1f}", str(max(counts)), goal, verdict))
+
+    for label, url, params in pages:
+        params = dict(params)
+        target_header = params.pop("_htmx", None)
+        headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target_header} if target_header else {}
+
+        def get(url: str = url, params: dict[str, str] = params, headers: dict[str, str] = headers) -> None:
+            response = client.get(url, params, **headers)
+            assert response.status_code == 200, (url, params, response.status_code)
+
+        timed(label, LIST_TARGET_MS, get)
+
+    def orm_page(queryset) -> None:  # type: ignore[no-untyped-def]
+        list(keyset_page(traces_for_list(queryset), newest, None, 50).rows)
+        estimate_count(queryset)
+
+    # Filter-string clauses through the QuerySet methods translate.py uses: a page and its count.
+    searches = [
+        (
+            "feedback.correctness = 'yes' (page + count)",
+            LIST_TARGET_MS,
+            lambda: explorable.with_feedback("correctness", "yes"),
+        ),
+        ("feedback.helpfulness = 5 (page + count)", LIST_TARGET_MS, lambda: explorable.with_feedback("helpfulness", 5)),
+        (
+            f"span.content ILIKE '%{RARE_WORD}%' (~1%)",
+            SEARCH_TARGET_MS,
+            lambda: explorable.with_span_content(f"%{RARE_WORD}%"),
+        ),
+        (
+            "span.content ILIKE '%ord-424242-%' (1 trace)",
+            SEARCH_TARGET_MS,
+            lambda: explorable.with_span_content("%ord-424242-%"),
+        ),
+        (
+            "span.content LIKE '%invoice%total%' (recheck)",
+            SEARCH_TARGET_MS,
+            lambda: explorable.with_span_content("%invoice%kalo%", case_sensitive=True),
+        ),
+        (f"text ILIKE '%{RARE_WORD}%'", SEARCH_TARGET_MS, lambda: explorable.with_text(f"%{RARE_WORD}%")),
+    ]
+    for label, target, make in searches:
+        timed(label, target, lambda make=make: orm_page(make()))
+    timed(
+        "exact count on demand, unfiltered",
+        None,
+        lambda: client.get(list_url, {"count": "exact"}, HTTP_HX_REQUEST="true"),
+    )
+    table_rows = [(f"{r[0]}", *r[1:]) for r in rows]
+    print(f"\n### Trace search at {traces:,} traces ({runs} runs each, server time via the test client)\n")
+    print("| case | median ms | p95 ms | queries | target | result |")
+    print("|---|---|---|---|---|---|")
+    for row in table_rows:
+        print("| " + " | ".join(row) + " |")
+    sys.stdout.flush()
+    return failed
+
+
+def print_sizes(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        total = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+        print(f"\nDisk: database {total}")
+        print("\n| table | rows | heap + TOAST | indexes | total |\n|---|---|---|---|---|")
+        for table_name in ("traces_trace", "traces_span", "traces_search_document", "traces_assessment"):
+            rows, heap, indexes, whole = conn.execute(
+                "SELECT c.reltuples::bigint, pg_size_pretty(pg_table_size(c.oid)),"
+                " pg_size_pretty(pg_indexes_size(c.oid)), pg_size_pretty(pg_total_relation_size(c.oid))"
+                " FROM pg_class c WHERE c.oid = %s::regclass",
+                [table_name],
+            ).fetchone()
+            print(f"| {table_name} | {rows:,} | {heap} | {indexes} | {whole} |")
+        print("\n| index | size |\n|---|---|")
+        for name, size in conn.execute(
+            "SELECT indexrelname, pg_size_pretty(pg_relation_size(indexrelid)) FROM pg_stat_user_indexes"
+            " WHERE relname IN ('traces_trace', 'traces_span', 'traces_search_document', 'traces_assessment')"
+            " ORDER BY pg_relation_size(indexrelid) DESC"
+        ):
+            print(f"| {name} | {size} |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from traces.models import Trace
+from traces.pagination import estimate_count
 from traces.search import TraceFilterForm
 
 from .. import services
@@ -278,12 +279,14 @@ def _preview(session: LabelingSession, form: TraceFilterForm) -> dict[str, Any]:
     if form.is_bound and not form.is_valid():
         return {"matching": 0, "already": 0, "to_add": 0, "sample": []}
     traces = form.filter(Trace.objects.explorable()) if form.is_bound else Trace.objects.explorable()
-    matching = traces.count()
+    # A preview: exact when small, else the planner's estimate ("about N"); adding counts exactly.
+    matching = estimate_count(traces)
     already = traces.filter(trace_id__in=session.items.values("source_trace_id_text")).count()
     return {
-        "matching": matching,
+        "matching": matching.value,
+        "matching_exact": matching.exact,
         "already": already,
-        "to_add": matching - already,
+        "to_add": max(matching.value - already, 0),
         "sample": list(traces.select_related("experiment").order_by("-request_time")[:PREVIEW_ROWS]),
     }
 

@@ -93,7 +93,10 @@ def test_htmx_load_more_appends_rows_and_a_new_link(client_in: Client) -> None:
     first = client_in.get(reverse("traces:list")).content.decode()
     cursor = unescape(re.search(r'href="\?after=([^"&]+)"', first).group(1))
     response = client_in.get(
-        reverse("traces:list"), {"after": parse_qs(f"a={cursor}")["a"][0]}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="load-more"
+        reverse("traces:list"),
+        {"after": parse_qs(f"a={cursor}")["a"][0]},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="load-more",
     )
     body = response.content.decode()
     assert response.status_code == 200
