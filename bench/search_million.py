@@ -118,6 +118,7 @@ def measure(traces: int, runs: int) -> bool:
     """Time every case; print the table; True when a case missed its target."""
     from _search_data import RARE_WORD
     from django.contrib.auth.models import User
+    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -128,8 +129,6 @@ def measure(traces: int, runs: int) -> bool:
     from traces.models import Trace
     from traces.pagination import encode_cursor, estimate_count, keyset_page, ordering_for
     from traces.search import traces_for_list
-
-    from django.core.management import call_command
 
     call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off, as in production
     admin, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})

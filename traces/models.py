@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import NotSupportedError, connection, models
-from django.db.models import BooleanField, Exists, F, Func, Lookup, OuterRef, Q, TextField, Value
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Left
 from django.urls import reverse
 
@@ -84,99 +84,82 @@ class HasTag(Func):
         return sql, [*params, self.key, self.value]
 
 
-class LikeLookup(Lookup):
-    """``col LIKE pattern`` with the pattern as given (``%`` and ``_`` are wildcards, ``\\`` escapes),
-    as in MLflow filter strings. On PostgreSQL a pg_trgm GIN index on the column serves it."""
-
-    lookup_name = "like"
-    case_sensitive = True
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        operator = "LIKE" if self.case_sensitive else "ILIKE"
-        return f"{lhs} {operator} {rhs}", [*lhs_params, *rhs_params]
-
-    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        if self.case_sensitive:  # SQLite's LIKE ignores case: GLOB with the pattern translated
-            return f"{lhs} GLOB {rhs}", [*lhs_params, *[like_to_glob(p) for p in rhs_params]]
-        return f"{lhs} LIKE {rhs} ESCAPE '\\'", [*lhs_params, *rhs_params]
-
-
-class ILikeLookup(LikeLookup):
-    lookup_name = "ilike"
-    case_sensitive = False
-
-
-models.CharField.register_lookup(LikeLookup)
-models.CharField.register_lookup(ILikeLookup)
-models.TextField.register_lookup(LikeLookup)
-models.TextField.register_lookup(ILikeLookup)
-
-
-def like_to_glob(pattern: str) -> str:
-    """A LIKE pattern as an equivalent SQLite GLOB pattern (case-sensitive)."""
-    out, escaped = [], False
-    for char in pattern:
-        if escaped:
-            out.append(f"[{char}]" if char in "*?[" else char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "%":
-            out.append("*")
-        elif char == "_":
-            out.append("?")
-        else:
-            out.append(f"[{char}]" if char in "*?[" else char)
-    return "".join(out)
-
-
 def escape_like(text: str) -> str:
     """``text`` as a LIKE pattern matching itself."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _is_plain_contains(pattern: str) -> bool:
-    """``%literal%`` with no other wildcard or escape: a match in a trace's search document
-    (the spans' contents joined by newlines, which no content holds) is then a match in one span."""
+    """``%literal%`` with no other wildcard or escape: found in a search document (one line per
+    span column, and JSON text holds no raw newline), it was found within one column of one span."""
     inner = pattern[1:-1]
-    return (
-        len(pattern) >= 3
-        and pattern.startswith("%")
-        and pattern.endswith("%")
-        and not any(c in inner for c in "%_\\\n")
+    return len(pattern) >= 3 and pattern[0] == pattern[-1] == "%" and not any(c in inner for c in "%_\\\n")
+
+
+def like(column: str, pattern: str, *, case_sensitive: bool) -> Q:
+    """``column LIKE/ILIKE pattern``, MLflow's way on both databases (a trigram index serves it)."""
+    from .search.expressions import Like
+
+    return Q(Like(column, pattern, case_sensitive=case_sensitive))
+
+
+def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
+    """Some span of the trace has inputs, outputs or attributes whose JSON text matches the LIKE
+    ``pattern`` (``traces.search.expressions.SpanContentLike``).
+
+    PostgreSQL first narrows to the traces whose search document (all their spans' columns, one
+    per line, kept by triggers on traces_span, trigram-indexed) matches: for a plain ``%text%``
+    that is already the answer; otherwise the remaining traces' spans are checked.
+    """
+    from .search.expressions import SpanContentLike, like_pattern
+
+    spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(SpanContentLike(pattern, case_sensitive=case_sensitive))
+    exact = Q(Exists(spans))
+    if connection.vendor != "postgresql":
+        return exact
+    pattern = like_pattern(pattern)
+    plain = _is_plain_contains(pattern)
+    documents = TraceSearchDocument.objects.filter(
+        like("content", pattern if plain else f"%{pattern}%", case_sensitive=case_sensitive)
     )
+    narrowed = Q(pk__in=documents.values("trace_id"))
+    return narrowed if plain else narrowed & exact
 
 
-# One span's searchable content: its name (as a JSON string) and its inputs, outputs and
-# attributes as JSON text. JSON text never holds a raw newline, so newlines can separate spans
-# in the per-trace search document (PostgreSQL; see migration 0004).
-SPAN_CONTENT_SQL = {
-    "postgresql": (
-        "to_jsonb({t}.name)::text || ' ' || coalesce({t}.inputs::text, 'null') || ' ' || "
-        "coalesce({t}.outputs::text, 'null') || ' ' || {t}.attributes::text"
-    ),
-    "sqlite": (
-        "json_quote({t}.name) || ' ' || coalesce({t}.inputs, 'null') || ' ' || "
-        "coalesce({t}.outputs, 'null') || ' ' || {t}.attributes"
-    ),
-}
+def text_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
+    """MLflow's ``text``: the request or response preview, or some span's content, matches.
+
+    On PostgreSQL one ``id IN (… UNION ALL …)`` subquery, so that each part uses its own trigram
+    index (an OR of subqueries would read every trace)."""
+    previews = like("request_preview", pattern, case_sensitive=case_sensitive) | like(
+        "response_preview", pattern, case_sensitive=case_sensitive
+    )
+    content = span_content_condition(pattern, case_sensitive=case_sensitive)
+    if connection.vendor != "postgresql":
+        return previews | content
+    from .search.expressions import like_pattern
+
+    pattern = like_pattern(pattern)
+    plain = _is_plain_contains(pattern)
+    documents = TraceSearchDocument.objects.filter(
+        like("content", pattern if plain else f"%{pattern}%", case_sensitive=case_sensitive)
+    ).values("trace_id")
+    ids = Trace.objects.filter(previews).values("pk").union(documents, all=True)
+    return Q(pk__in=ids) if plain else Q(pk__in=ids) & (previews | content)
 
 
-class SpanContent(Func):
-    """A span's searchable content (``SPAN_CONTENT_SQL``) as one text expression."""
+def assessment_condition(kind: str, name: str, value: Any) -> Q:
+    """A valid assessment of ``kind`` named ``name`` whose JSON value equals ``value``
+    (``"yes"``, ``True``, ``4``): served by ``assessment_valid_value_idx``."""
+    return Q(Exists(Assessment.objects.valid_value(kind, name, value).filter(trace_id=OuterRef("pk"))))
 
-    output_field = TextField()
-    arity = 0
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
-        template = SPAN_CONTENT_SQL.get(connection.vendor)
-        if template is None:
-            raise NotSupportedError("Span content search needs PostgreSQL or SQLite.")
-        return template.format(t=compiler.quote_name_unless_alias(compiler.query.get_initial_alias())), []
+# Execution time as a non-null sort key, so that keyset pagination compares plain values and an
+# index serves it: -1 sorts "none yet" last in a descending order, the largest bigint in an
+# ascending one.
+BIGINT_MAX = 9223372036854775807
+DURATION_DESC = Coalesce("execution_duration_ms", Value(-1))
+DURATION_ASC = Coalesce("execution_duration_ms", Value(BIGINT_MAX))
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -198,42 +181,25 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
     def with_name_like(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
         """Traces whose name matches the LIKE ``pattern`` (trigram index on PostgreSQL)."""
-        return self.filter(**{"name__like" if case_sensitive else "name__ilike": pattern})
+        return self.filter(like("name", pattern, case_sensitive=case_sensitive))
 
     def with_name_containing(self, text: str) -> TraceQuerySet:
         """Traces whose name contains ``text``, ignoring case."""
         return self.with_name_like(f"%{escape_like(text)}%")
 
     def with_text(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
-        """MLflow's ``text`` (``trace.text LIKE …``): the request or the response preview matches.
-        Two trigram indexes, OR-ed by a bitmap scan on PostgreSQL."""
-        lookup = "like" if case_sensitive else "ilike"
-        return self.filter(Q(**{f"request_preview__{lookup}": pattern}) | Q(**{f"response_preview__{lookup}": pattern}))
+        """MLflow's ``text LIKE/ILIKE pattern`` (``text_condition``)."""
+        return self.filter(text_condition(pattern, case_sensitive=case_sensitive))
 
     def with_span_content(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
-        """Traces with a span whose content (``SPAN_CONTENT_SQL``) matches the LIKE ``pattern``.
-
-        PostgreSQL first narrows to traces whose search document (all their spans' contents, kept
-        by triggers on traces_span, trigram-indexed) contains a match; for a plain ``%text%`` that
-        is already exact, else each remaining trace's spans are checked one by one.
-        """
-        spans = Span.objects.filter(trace=OuterRef("pk")).annotate(content=SpanContent())
-        lookup = "content__like" if case_sensitive else "content__ilike"
-        exact = Exists(spans.filter(**{lookup: pattern}))
-        if connection.vendor != "postgresql":
-            return self.filter(exact)
-        documents = TraceSearchDocument.objects.filter(
-            **{lookup: pattern if _is_plain_contains(pattern) else f"%{pattern}%"}
-        )
-        narrowed = self.filter(pk__in=documents.values("trace_id"))
-        return narrowed if _is_plain_contains(pattern) else narrowed.filter(exact)
+        """MLflow's ``span.content LIKE/ILIKE pattern`` (``span_content_condition``)."""
+        return self.filter(span_content_condition(pattern, case_sensitive=case_sensitive))
 
     def with_assessment(self, kind: str, name: str, value: Any) -> TraceQuerySet:
-        """Traces with a valid assessment of ``kind`` named ``name`` whose value equals ``value``
-        (a JSON value: ``"yes"``, ``True``, ``4``). Served by ``assessment_valid_value_idx``."""
-        return self.filter(Exists(Assessment.objects.valid_value(kind, name, value).filter(trace=OuterRef("pk"))))
+        return self.filter(assessment_condition(kind, name, value))
 
     def with_feedback(self, name: str, value: Any) -> TraceQuerySet:
+        """``feedback.<name> = value`` over valid assessments (``assessment_condition``)."""
         return self.with_assessment(AssessmentKind.FEEDBACK, name, value)
 
     def with_expectation(self, name: str, value: Any) -> TraceQuerySet:
@@ -288,10 +254,12 @@ class Trace(models.Model):
             models.Index(fields=["experiment", "-request_time", "-id"], name="trace_exp_time_id_idx"),
             models.Index(fields=["state", "-request_time", "-id"], name="trace_state_time_id_idx"),
             models.Index(fields=["experiment", "state", "-request_time", "-id"], name="trace_exp_state_time_id_idx"),
+            # execution time with "none yet" last both ways (MLflow's NULLS LAST), then newest first
             models.Index(
-                Coalesce("execution_duration_ms", Value(-1)).desc(), F("id").desc(), name="trace_duration_id_idx"
+                DURATION_DESC.desc(), F("request_time").desc(), F("id").desc(), name="trace_duration_desc_idx"
             ),
-            models.Index(fields=["name", "id"], name="trace_name_id_idx"),
+            models.Index(DURATION_ASC.asc(), F("request_time").desc(), F("id").desc(), name="trace_duration_asc_idx"),
+            models.Index(fields=["name", "-request_time", "-id"], name="trace_name_time_id_idx"),
             models.Index(fields=["model_id", "-request_time", "-id"], name="trace_model_time_id_idx"),
             models.Index(fields=["client_request_id"], name="trace_client_req_idx"),
         ]
@@ -417,7 +385,8 @@ class Assessment(models.Model):
     """
 
     assessment_id = models.CharField(max_length=64, unique=True)
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="assessments")
+    # No index of its own: assessment_trace_name_idx starts with it.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="assessments", db_index=False)
     name = models.CharField(max_length=255)
     kind = models.CharField(max_length=12, choices=AssessmentKind.choices)
     value = models.JSONField(null=True, blank=True)

@@ -10,15 +10,16 @@ count is a separate request.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.core import signing
 from django.db import connections
-from django.db.models import Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F, OrderBy, Q, QuerySet
+
+from .models import DURATION_ASC, DURATION_DESC, Trace
 
 CURSOR_SALT = "traces.pagination.cursor"
 EXACT_COUNT_UP_TO = 1000
@@ -28,104 +29,119 @@ class InvalidCursor(ValueError):
     """A cursor that was not made here, was cut, or belongs to another list order."""
 
 
-class InvalidOrdering(ValueError):
-    """A list order we do not offer."""
+@dataclass(frozen=True)
+class SortKey:
+    """One column of a list order: a field, or an annotation of a non-null ``expression``."""
+
+    name: str
+    descending: bool
+    kind: str  # "datetime", "int" or "str": how a cursor value is read back
+    expression: Any = None
+
+    def strict(self, value: Any) -> Q:
+        return Q(**{f"{self.name}__{'lt' if self.descending else 'gt'}": value})
+
+    def bound(self, value: Any) -> Q:
+        return Q(**{f"{self.name}__{'lte' if self.descending else 'gte'}": value})
+
+    def dump(self, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    def load(self, raw: Any) -> Any:
+        if self.kind == "datetime" and isinstance(raw, str):
+            return datetime.fromisoformat(raw)
+        if self.kind == "int" and isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if self.kind == "str" and isinstance(raw, str):
+            return raw
+        raise ValueError(f"not a {self.kind}")
+
+
+# Execution time sorts with "none yet" last in both directions (MLflow's NULLS LAST), as the
+# non-null expressions that trace_duration_desc_idx / trace_duration_asc_idx hold.
+NULLABLE_KEYS = {
+    ("execution_duration_ms", True): SortKey("_duration_desc", True, "int", DURATION_DESC),
+    ("execution_duration_ms", False): SortKey("_duration_asc", False, "int", DURATION_ASC),
+}
 
 
 @dataclass(frozen=True)
 class Ordering:
-    """One list order: a key (a field, or an alias of ``expression``) then ``id``, both one way."""
+    """A total list order (it ends with ``id``) that keyset pagination can resume."""
 
-    key: str
-    label: str
-    field: str
-    descending: bool
-    expression: Any = None  # for an alias: a non-null expression the index covers
-    value_of: Callable[[Any], Any] | None = None  # the row's key value when it is an alias
-    parse: Callable[[Any], Any] = lambda raw: raw  # cursor JSON → value
+    keys: tuple[SortKey, ...]
+
+    @classmethod
+    def from_order_by(cls, order_by: Sequence[Any]) -> Ordering:
+        """From ORM ``OrderBy`` expressions over Trace fields (``traces.search.ordering``),
+        which end with ``id``; a nullable field becomes its non-null sort expression."""
+        keys: list[SortKey] = []
+        for item in order_by:
+            expression = item if isinstance(item, OrderBy) else F(str(item).lstrip("-")).desc()
+            name = expression.expression.name
+            descending = bool(expression.descending)
+            field = Trace._meta.get_field("id" if name == "pk" else name)
+            if (name, descending) in NULLABLE_KEYS:
+                keys.append(NULLABLE_KEYS[(name, descending)])
+            elif field.null:
+                raise InvalidCursor(f"Cannot page through an order by {name}.")
+            else:
+                keys.append(SortKey(field.name, descending, _kind(field)))
+        if not keys or keys[-1].name != "id":
+            keys.append(SortKey("id", keys[-1].descending if keys else True, "int"))
+        return cls(tuple(keys))
+
+    @property
+    def signature(self) -> str:
+        return ",".join(f"{'-' if k.descending else ''}{k.name}" for k in self.keys)
 
     def apply(self, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.expression is not None:
-            queryset = queryset.alias(**{self.field: self.expression})
-        sign = "-" if self.descending else ""
-        return queryset.order_by(f"{sign}{self.field}", f"{sign}id")
+        annotations = {k.name: k.expression for k in self.keys if k.expression is not None}
+        if annotations:
+            queryset = queryset.annotate(**annotations)
+        return queryset.order_by(*(f"{'-' if k.descending else ''}{k.name}" for k in self.keys))
 
-    def row_value(self, row: Any) -> Any:
-        return self.value_of(row) if self.value_of else getattr(row, self.field)
+    def values_of(self, row: Any) -> list[Any]:
+        return [getattr(row, k.name) for k in self.keys]
 
-    def after(self, value: Any, pk: int) -> Q:
-        """Rows after (value, pk) in this order. The redundant ``<=``/``>=`` bound lets the index
-        start at the cursor instead of filtering its way there."""
-        f = self.field
-        if self.descending:
-            return Q(**{f"{f}__lte": value}) & (Q(**{f"{f}__lt": value}) | Q(pk__lt=pk))
-        return Q(**{f"{f}__gte": value}) & (Q(**{f"{f}__gt": value}) | Q(pk__gt=pk))
-
-
-def _duration(row: Any) -> int:
-    return -1 if row.execution_duration_ms is None else row.execution_duration_ms
+    def after(self, values: Sequence[Any]) -> Q:
+        """Rows after ``values`` in this order (lexicographically). The leading non-strict bound
+        lets the index start at the cursor instead of filtering its way there."""
+        condition = self.keys[-1].strict(values[-1])
+        for key, value in zip(reversed(self.keys[:-1]), reversed(values[:-1]), strict=True):
+            condition = key.strict(value) | (Q(**{key.name: value}) & condition)
+        return self.keys[0].bound(values[0]) & condition
 
 
-def _parse_time(raw: Any) -> datetime:
-    if not isinstance(raw, str):
-        raise ValueError("not a time")
-    return datetime.fromisoformat(raw)
+def _kind(field: Any) -> str:
+    internal = field.get_internal_type()
+    if internal == "DateTimeField":
+        return "datetime"
+    if internal in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField", "PositiveIntegerField"):
+        return "int"
+    return "str"
 
 
-def _parse_int(raw: Any) -> int:
-    if not isinstance(raw, int) or isinstance(raw, bool):
-        raise ValueError("not an integer")
-    return raw
-
-
-def _parse_str(raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise ValueError("not a string")
-    return raw
-
-
-# Durations sort with "none yet" (in-progress traces) as -1: below every real duration, on every
-# database, and the same expression as trace_duration_id_idx.
-_DURATION = Coalesce("execution_duration_ms", Value(-1))
-ORDERINGS: dict[str, Ordering] = {
-    o.key: o
-    for o in [
-        Ordering("-request_time", "Newest first", "request_time", True, parse=_parse_time),
-        Ordering("request_time", "Oldest first", "request_time", False, parse=_parse_time),
-        Ordering("-duration", "Slowest first", "_duration", True, _DURATION, _duration, _parse_int),
-        Ordering("duration", "Fastest first", "_duration", False, _DURATION, _duration, _parse_int),
-        Ordering("name", "Name A–Z", "name", False, parse=_parse_str),
-        Ordering("-name", "Name Z–A", "name", True, parse=_parse_str),
-    ]
-}
-DEFAULT_ORDERING = "-request_time"
-
-
-def ordering_for(key: str | None) -> Ordering:
-    """The list order named ``key`` (the default when empty); ``InvalidOrdering`` otherwise."""
-    ordering = ORDERINGS.get(key or DEFAULT_ORDERING)
-    if ordering is None:
-        raise InvalidOrdering(f"Unknown order {str(key)[:40]!r}: use one of {', '.join(ORDERINGS)}.")
-    return ordering
+NEWEST_FIRST = Ordering((SortKey("request_time", True, "datetime"), SortKey("id", True, "int")))
 
 
 def encode_cursor(ordering: Ordering, row: Any) -> str:
-    value = ordering.row_value(row)
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    return signing.dumps([ordering.key, value, row.pk], salt=CURSOR_SALT)
+    values = [k.dump(v) for k, v in zip(ordering.keys, ordering.values_of(row), strict=True)]
+    return signing.dumps([ordering.signature, values], salt=CURSOR_SALT)
 
 
-def decode_cursor(raw: str, ordering: Ordering) -> tuple[Any, int]:
+def decode_cursor(raw: str, ordering: Ordering) -> list[Any]:
     try:
-        key, value, pk = signing.loads(raw, salt=CURSOR_SALT)
-        if key != ordering.key:
-            raise InvalidCursor("This cursor belongs to another list order.")
-        return ordering.parse(value), _parse_int(pk)
+        signature, values = signing.loads(raw, salt=CURSOR_SALT)
+        if signature != ordering.signature:
+            raise InvalidCursor("This page link belongs to another list order: start from the first page.")
+        if not isinstance(values, list) or len(values) != len(ordering.keys):
+            raise ValueError("wrong length")
+        return [k.load(v) for k, v in zip(ordering.keys, values, strict=True)]
     except InvalidCursor:
         raise
     except (signing.BadSignature, ValueError, TypeError) as exc:
-        raise InvalidCursor("This page link is damaged or out of date.") from exc
+        raise InvalidCursor("This page link is damaged or out of date: start from the first page.") from exc
 
 
 @dataclass(frozen=True)
@@ -140,8 +156,7 @@ def keyset_page(queryset: QuerySet[Any], ordering: Ordering, cursor: str | None,
     (plus the queryset's prefetches). ``InvalidCursor`` for a bad cursor."""
     queryset = ordering.apply(queryset)
     if cursor:
-        value, pk = decode_cursor(cursor, ordering)
-        queryset = queryset.filter(ordering.after(value, pk))
+        queryset = queryset.filter(ordering.after(decode_cursor(cursor, ordering)))
     rows = list(queryset[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

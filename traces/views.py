@@ -15,19 +15,9 @@ from .access import can_explore_traces, visible_traces
 from .large_values import ShownText, loads_json, read_limit
 from .loading import PANEL_FIELDS, full_value_text, load_span_for_panel, load_spans_for_view
 from .models import Span, Trace
-from .pagination import (
-    DEFAULT_ORDERING,
-    ORDERINGS,
-    CountEstimate,
-    InvalidCursor,
-    InvalidOrdering,
-    KeysetPage,
-    estimate_count,
-    keyset_page,
-    ordering_for,
-)
+from .pagination import CountEstimate, InvalidCursor, KeysetPage, Ordering, estimate_count, keyset_page
 from .rendering import build_trace_view, shown_json
-from .search import TraceFilterForm, traces_for_list
+from .search import TraceListForm, traces_for_list
 from .templatetags.trace_tags import SPAN_TREE_LIMIT
 
 PAGE_SIZE = 50
@@ -43,10 +33,10 @@ def _require_explorer(request: HttpRequest) -> None:
 @require_GET
 def trace_list(request: HttpRequest) -> HttpResponse:
     _require_explorer(request)
-    form = TraceFilterForm(request.GET or None)
     traces = visible_traces(request.user).explorable()  # the list shows no session copies
+    form = TraceListForm(request.GET or None, versions_of=traces)
     if form.is_bound and form.is_valid():
-        traces = form.filter(traces)
+        traces = form.filter(traces)  # the fields, ANDed with the MLflow filter string
     elif form.is_bound:
         traces = Trace.objects.none()
     query = request.GET.copy()
@@ -56,16 +46,15 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "query": query.urlencode(),
         "page_error": "",
-        "orderings": ORDERINGS.values(),
-        "order_key": request.GET.get("order") or DEFAULT_ORDERING,
     }
     if request.GET.get("count") == "exact":  # the exact count, asked for by the "exact count" link
         context["count"] = CountEstimate(traces.count(), exact=True)
         if request.htmx:
             return render(request, "traces/trace_list.html#trace-count", context)
-    try:
-        page = keyset_page(traces_for_list(traces), ordering_for(request.GET.get("order")), _after(request), PAGE_SIZE)
-    except (InvalidCursor, InvalidOrdering) as exc:
+    try:  # keyset pages: "Load more" resumes after the last row shown, at any depth
+        ordering = Ordering.from_order_by(form.ordering())
+        page = keyset_page(traces_for_list(traces), ordering, request.GET.get("after") or None, PAGE_SIZE)
+    except InvalidCursor as exc:
         context.update(page=KeysetPage([], None, is_first=False), page_error=str(exc))
         return render(request, "traces/trace_list.html", context, status=400)
     context["page"] = page
@@ -76,12 +65,8 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         short = page.is_first and page.next_cursor is None
         context["count"] = CountEstimate(len(page.rows), exact=True) if short else estimate_count(traces)
     template = "traces/trace_list.html#trace-table" if request.htmx else "traces/trace_list.html"
-    status = 400 if form.is_bound and not form.is_valid() and not request.htmx else 200
+    status = 400 if form.is_bound and form.errors and not request.htmx else 200
     return render(request, template, context, status=status)
-
-
-def _after(request: HttpRequest) -> str | None:
-    return request.GET.get("after") or None
 
 
 def is_plain_id(value: str, max_length: int) -> bool:

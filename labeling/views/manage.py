@@ -232,7 +232,7 @@ def add_from_filters(request: HttpRequest) -> HttpResponse:
 def session_add_traces(request: HttpRequest, pk: int) -> HttpResponse:
     session = get_session_for_manager(request, pk)
     data = request.POST if request.method == "POST" else request.GET
-    form = TraceFilterForm(data or None)
+    form = TraceFilterForm(data or None, versions_of=Trace.objects.explorable())
     ids_form = TraceIdsForm(request.POST if "trace_ids" in request.POST else None)
     added: services.AddResult | None = None
     if request.method == "POST":
@@ -269,16 +269,30 @@ def _add_traces(session: LabelingSession, form: TraceFilterForm, ids_form: Trace
     try:
         if ids_form.is_bound:
             return services.add_traces_to_session(session=session, trace_ids=ids_form.cleaned_data["trace_ids"])
-        return services.add_traces_to_session(session=session, traces=form.filter(Trace.objects.explorable()))
+        traces = _chosen_traces(form)
+        if traces is None:
+            return None
+        return services.add_traces_to_session(session=session, traces=traces)
     except ValidationError as exc:
         target.add_error(None, exc.messages)
         return None
 
 
+def _chosen_traces(form: TraceFilterForm) -> Any:
+    """The traces the filters (fields and MLflow filter string) choose, or None when they are
+    refused: the preview count and "add all N" use this same queryset."""
+    if not form.is_bound:
+        return Trace.objects.explorable()
+    if not form.is_valid():
+        return None
+    traces = form.filter(Trace.objects.explorable())
+    return None if form.errors else traces  # e.g. a regular expression the database refused
+
+
 def _preview(session: LabelingSession, form: TraceFilterForm) -> dict[str, Any]:
-    if form.is_bound and not form.is_valid():
+    traces = _chosen_traces(form)
+    if traces is None:
         return {"matching": 0, "already": 0, "to_add": 0, "sample": []}
-    traces = form.filter(Trace.objects.explorable()) if form.is_bound else Trace.objects.explorable()
     # A preview: exact when small, else the planner's estimate ("about N"); adding counts exactly.
     matching = estimate_count(traces)
     already = traces.filter(trace_id__in=session.items.values("source_trace_id_text")).count()

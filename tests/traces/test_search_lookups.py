@@ -11,7 +11,8 @@ from django.db import connection
 
 from tests.factories import make_assessment, make_trace
 from traces.ingest import read_trace_file, store_traces
-from traces.models import Span, Trace, TraceSearchDocument, escape_like, like_to_glob
+from traces.models import Span, Trace, TraceSearchDocument, escape_like
+from traces.search import search_traces
 
 pytestmark = pytest.mark.django_db
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="search documents are PostgreSQL's")
@@ -48,11 +49,14 @@ def test_a_pattern_must_match_within_one_span_not_across_two() -> None:
     assert ids(Trace.objects.with_span_content("%alpha_then%")) == {"tr-both"}
 
 
-def test_span_content_sees_outputs_names_and_later_changes() -> None:
+def test_span_content_sees_outputs_and_attributes_and_later_changes() -> None:
     trace = make_trace(n_spans=1, trace_id="tr-change")
     span = add_span(trace, "s2", {"q": "first"}, outputs={"answer": "zanzibar"}, name="lookup_zebra")
+    Span.objects.filter(pk=span.pk).update(attributes={"model": "gpt-kestrel"})
+    span.refresh_from_db()
     assert ids(Trace.objects.with_span_content("%zanzibar%")) == {"tr-change"}
-    assert ids(Trace.objects.with_span_content("%lookup_zebra%")) == {"tr-change"}
+    assert ids(Trace.objects.with_span_content("%kestrel%")) == {"tr-change"}
+    assert ids(Trace.objects.with_span_content("%lookup_zebra%")) == set()  # the name is not content
     span.outputs = {"answer": "mombasa"}
     span.save()
     assert ids(Trace.objects.with_span_content("%zanzibar%")) == set()
@@ -67,7 +71,7 @@ def test_imported_traces_get_search_documents(data_dir) -> None:
     store_traces(records)  # the COPY path: the statement trigger fills the document
     trace = Trace.objects.get(trace_id=records[0].trace_id)
     document = TraceSearchDocument.objects.get(trace=trace)
-    assert document.content.count("\n") == trace.spans.count() - 1
+    assert document.content.count("\n") == 3 * trace.spans.count() - 1  # inputs, outputs, attributes
     trace.delete()  # spans go, and their document with them
     assert not TraceSearchDocument.objects.filter(trace_id=trace.pk).exists()
 
@@ -115,6 +119,25 @@ def test_tag_and_metadata_lookups() -> None:
     assert ids(Trace.objects.with_metadata("mlflow.modelId")) == {"tr-t"}
 
 
-def test_like_helpers() -> None:
+def test_escape_like() -> None:
     assert escape_like("50%_off\\") == "50\\%\\_off\\\\"
-    assert like_to_glob("a%b_c\\%*") == "a*b?c%[*]"
+
+
+def test_filter_strings_use_the_same_answers() -> None:
+    hit = make_trace(n_spans=1, trace_id="tr-fs-hit", question="Is the kiosk open?")
+    add_span(hit, "s2", {"q": "alpha beta"})
+    make_assessment(hit, "correctness", "yes")
+    miss = make_trace(n_spans=1, trace_id="tr-fs-miss")
+    make_assessment(miss, "correctness", "no")
+    make_assessment(miss, "helpfulness", 4)
+
+    def found(filter_string: str) -> set[str]:
+        return ids(search_traces(Trace.objects.all(), filter_string))
+
+    assert found("span.content ILIKE '%ALPHA%'") == {"tr-fs-hit"}
+    assert found("span.content LIKE '%alpha%beta%'") == {"tr-fs-hit"}
+    assert found("text ILIKE '%kiosk%'") == {"tr-fs-hit"}
+    assert found("text LIKE '%alpha b%'") == {"tr-fs-hit"}  # in a span, not in a preview
+    assert found("feedback.correctness = 'yes'") == {"tr-fs-hit"}
+    assert found("feedback.helpfulness = 4") == {"tr-fs-miss"}
+    assert found("feedback.helpfulness = '4'") == {"tr-fs-miss"}  # MLflow compares the text
