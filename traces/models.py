@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import NotSupportedError, connection, models
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, TextField, Value
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, Coalesce, Left
 from django.urls import reverse
 
@@ -103,27 +103,65 @@ def like(column: str, pattern: str, *, case_sensitive: bool) -> Q:
     return Q(Like(column, pattern, case_sensitive=case_sensitive))
 
 
-def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
-    """Some span of the trace has inputs, outputs or attributes whose JSON text matches the LIKE
-    ``pattern`` (``traces.search.expressions.SpanContentLike``).
+class LoweredLike(Func):
+    """PostgreSQL: ``column LIKE lower(pattern)``, for the lowercased search documents; with
+    ``lines``, true when some line of the document matches (lines being span columns: the inputs,
+    outputs or attributes of one span)."""
 
-    PostgreSQL first narrows to the traces whose search document (all their spans' columns, one
-    per line, kept by triggers on traces_span, trigram-indexed) matches: for a plain ``%text%``
-    that is already the answer; otherwise the remaining traces' spans are checked.
-    """
-    from .search.expressions import SpanContentLike, like_pattern
+    output_field = BooleanField()
 
-    spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(SpanContentLike(pattern, case_sensitive=case_sensitive))
-    exact = Q(Exists(spans))
-    if connection.vendor != "postgresql":
-        return exact
+    def __init__(self, column: str, pattern: str, *, lines: bool = False) -> None:
+        super().__init__(F(column))
+        self.pattern, self.lines = pattern, lines
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        if self.lines:
+            sql = f"EXISTS (SELECT 1 FROM unnest(string_to_array({column}, E'\\n')) AS line WHERE line LIKE lower(%s))"
+        else:
+            sql = f"({column} LIKE lower(%s))"
+        return sql, [*params, self.pattern]
+
+
+def _matching_documents(pattern: str, *, case_sensitive: bool) -> tuple[QuerySet[TraceSearchDocument], bool]:
+    """PostgreSQL: the trace ids from the search documents matching ``pattern``, and whether they
+    are the answer (else a superset to check against the spans).
+
+    Documents are lowercased, so ``x ILIKE p`` is ``document LIKE lower(p)`` (what ILIKE does).
+    The trigram index finds the documents containing a match somewhere; for a plain ``%text%``
+    that is exact, otherwise an ILIKE checks each found document's lines. A case-sensitive LIKE
+    is narrowed the same way, then checked against the spans."""
+    from .search.expressions import like_pattern
+
     pattern = like_pattern(pattern)
     plain = _is_plain_contains(pattern)
-    documents = TraceSearchDocument.objects.filter(
-        like("content", pattern if plain else f"%{pattern}%", case_sensitive=case_sensitive)
-    )
-    narrowed = Q(pk__in=documents.values("trace_id"))
-    return narrowed if plain else narrowed & exact
+    documents = TraceSearchDocument.objects.filter(LoweredLike("content", pattern if plain else f"%{pattern}%"))
+    if case_sensitive:
+        return documents.values("trace_id"), False
+    if not plain:
+        documents = documents.filter(LoweredLike("content", pattern, lines=True))
+    return documents.values("trace_id"), True
+
+
+def _spans_matching(pattern: str, *, case_sensitive: bool) -> Q:
+    from .search.expressions import SpanContentLike
+
+    spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(SpanContentLike(pattern, case_sensitive=case_sensitive))
+    return Q(Exists(spans))
+
+
+def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
+    """Some span of the trace has inputs, outputs or attributes whose JSON text matches the LIKE
+    ``pattern`` (``traces.search.expressions.SpanContentLike``, which SQLite uses).
+
+    PostgreSQL answers from the search documents (all of a trace's span columns, one per line,
+    kept by triggers on traces_span, trigram-indexed): see ``_matching_documents``.
+    """
+    if connection.vendor != "postgresql":
+        return _spans_matching(pattern, case_sensitive=case_sensitive)
+    documents, exact = _matching_documents(pattern, case_sensitive=case_sensitive)
+    narrowed = Q(pk__in=documents)
+    return narrowed if exact else narrowed & _spans_matching(pattern, case_sensitive=case_sensitive)
 
 
 def text_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
@@ -134,18 +172,11 @@ def text_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
     previews = like("request_preview", pattern, case_sensitive=case_sensitive) | like(
         "response_preview", pattern, case_sensitive=case_sensitive
     )
-    content = span_content_condition(pattern, case_sensitive=case_sensitive)
     if connection.vendor != "postgresql":
-        return previews | content
-    from .search.expressions import like_pattern
-
-    pattern = like_pattern(pattern)
-    plain = _is_plain_contains(pattern)
-    documents = TraceSearchDocument.objects.filter(
-        like("content", pattern if plain else f"%{pattern}%", case_sensitive=case_sensitive)
-    ).values("trace_id")
-    ids = Trace.objects.filter(previews).values("pk").union(documents, all=True)
-    return Q(pk__in=ids) if plain else Q(pk__in=ids) & (previews | content)
+        return previews | span_content_condition(pattern, case_sensitive=case_sensitive)
+    documents, exact = _matching_documents(pattern, case_sensitive=case_sensitive)
+    ids = Q(pk__in=Trace.objects.filter(previews).order_by().values("pk").union(documents, all=True))
+    return ids if exact else ids & (previews | _spans_matching(pattern, case_sensitive=case_sensitive))
 
 
 def assessment_condition(kind: str, name: str, value: Any) -> Q:
