@@ -177,6 +177,7 @@ def to_json(
     session: str = "",
     tags: dict[str, str] | None = None,
     assessments: list[dict[str, Any]] | None = None,
+    model_id: str = "",
 ) -> dict[str, Any]:
     """The ``{"info": …, "data": {"spans": …}}`` document MLflow 3 writes for one trace."""
     trace_id = trace_id_for(builder.seed)
@@ -193,6 +194,8 @@ def to_json(
     }
     if session:
         metadata["mlflow.trace.session"] = session
+    if model_id:
+        metadata["mlflow.modelId"] = model_id
     return {
         "info": {
             "trace_id": trace_id,
@@ -306,10 +309,30 @@ def retrieved_documents(scenario: Scenario, rng: random.Random) -> list[dict[str
     return documents
 
 
+@dataclass(frozen=True)
+class AppVersion:
+    """A version of the assistant, as MLflow links it: ``set_active_model`` gives traces the
+    LoggedModel id in metadata ``mlflow.modelId``, and the app tags ``app_version``."""
+
+    version: str
+    grounded_rate: float  # how often its RAG answers stay within the documents
+
+    @property
+    def model_id(self) -> str:
+        return "m-" + hex_id(f"support-assistant:{self.version}", 16)
+
+
+# Upgraded halfway through the demo period; the newer prompt invents fewer policy limits.
+APP_VERSIONS = (AppVersion("1.3.2", 0.68), AppVersion("1.4.0", 0.84))
+
+
+def app_version_at(when: datetime, now: datetime) -> AppVersion:
+    return APP_VERSIONS[1] if when > now - timedelta(days=DEMO_DAYS / 2) else APP_VERSIONS[0]
+
+
 def release_tags(when: datetime, now: datetime) -> dict[str, str]:
-    """The assistant was upgraded halfway through the demo period; traces say which version answered."""
-    version = "1.4.0" if when > now - timedelta(days=DEMO_DAYS / 2) else "1.3.2"
-    return {"app.version": version, "environment": "production"}
+    """Which version answered, as tags (the model id goes into metadata, see ``to_json``)."""
+    return {"app_version": app_version_at(when, now).version, "environment": "production"}
 
 
 def _rag_generation(question: str, answer: str, context: str, *, anthropic: bool) -> tuple[Any, Any]:
@@ -333,7 +356,7 @@ def rag_trace(
     """Embed, retrieve 3-6 policy excerpts, generate; a quarter of the answers add an unsupported claim."""
     seed = f"demo-rag-{index}"
     builder = SpanBuilder(seed, epoch_ns(when))
-    grounded = rng.random() < 0.75
+    grounded = rng.random() < app_version_at(when, now).grounded_rate
     answer = scenario.answer if grounded else scenario.answer + " You can also claim this twice a year."
     user_message = anthropic_user(scenario.question) if anthropic else {"role": "user", "content": scenario.question}
     question = {"messages": [user_message]}
@@ -385,6 +408,7 @@ def rag_trace(
         outputs=final,
         user=member_id(rng.randrange(12)),
         tags=release_tags(when, now),
+        model_id=app_version_at(when, now).model_id,
         assessments=assessments,
     )
 
@@ -458,6 +482,7 @@ def chat_trace(index: int, turn: ChatTurn, when: datetime, now: datetime, rng: r
         user=member_id(100 + turn.conversation),
         session=turn.session_id,
         tags=release_tags(when, now),
+        model_id=app_version_at(when, now).model_id,
     )
 
 
@@ -553,6 +578,7 @@ def agent_trace(
         state="ERROR" if fail else "OK",
         user=member_id(rng.randrange(12)),
         tags=release_tags(when, now),
+        model_id=app_version_at(when, now).model_id,
         assessments=[tool_check],
     )
 

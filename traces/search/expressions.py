@@ -6,13 +6,15 @@ parameter, like ``HasTag`` in ``traces.models``. They exist because:
 * a JSON key must stay a value: Django's key transforms turn digits into array indexes and
   SQLite's JSON paths cannot name a key with a quote (``JSONKeyText``);
 * MLflow's LIKE is case-sensitive and ILIKE is not, on both databases (SQLite's LIKE ignores
-  ASCII case, so a case-sensitive LIKE there is a GLOB) (``Like``);
+  ASCII case only, so a case-sensitive LIKE there is a GLOB and ILIKE compares the Python
+  lower() of both sides, ``reviewapp_lower`` from ``traces.apps``) (``Like``);
 * an assessment value is JSON: ``'yes'``, ``4``, ``true`` (``JSONScalarText``, ``JSONNumber``);
 * span content search reads inputs, outputs and attributes as text (``SpanContentLike``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import NotSupportedError
@@ -118,6 +120,25 @@ def glob_pattern(pattern: str) -> str:
     return "".join(out)
 
 
+def json_text_pattern(pattern: str) -> str:
+    """A LIKE pattern for text inside JSON, as PostgreSQL writes ``jsonb::text``: each literal
+    character is JSON-escaped (``"`` → ``\\"``, a backslash doubled, a newline ``\\n``), so a
+    pattern for a string's content matches its JSON text; wildcards stay wildcards."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch in "%_":
+            out.append(ch)
+        else:
+            if ch == "\\" and i + 1 < len(pattern):
+                i += 1
+                ch = pattern[i]
+            for escaped in json.dumps(ch, ensure_ascii=False)[1:-1]:
+                out.append("\\" + escaped if escaped in "\\%_" else escaped)
+        i += 1
+    return "".join(out)
+
+
 class Like(_VendorFunc):
     """``expression LIKE pattern`` (case-sensitive) or ILIKE (case-insensitive), MLflow's way."""
 
@@ -136,13 +157,14 @@ class Like(_VendorFunc):
         lhs, params = compiler.compile(self.source_expressions[0])
         if self.case_sensitive:
             return f"({lhs}) GLOB %s", [*params, glob_pattern(self.pattern)]
-        return f"({lhs}) LIKE %s ESCAPE '\\'", [*params, self.pattern]
+        return f"reviewapp_lower({lhs}) LIKE reviewapp_lower(%s) ESCAPE '\\'", [*params, self.pattern]
 
 
 class SpanContentLike(_VendorFunc):
     """True where a span's inputs, outputs or attributes hold text matching a LIKE pattern.
 
-    PostgreSQL matches the JSON text of the three columns (what a trigram index can serve);
+    PostgreSQL matches the JSON text of the three columns (what a trigram index can serve), with
+    the pattern escaped as JSON text is (``json_text_pattern``);
     SQLite walks the JSON and matches each string and number, since it stores JSON with
     non-ASCII characters escaped.
     """
@@ -156,24 +178,23 @@ class SpanContentLike(_VendorFunc):
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         operator = "LIKE" if self.case_sensitive else "ILIKE"
+        pattern = json_text_pattern(self.pattern)
         parts, params = [], []
         for expression in self.source_expressions:
             column, column_params = compiler.compile(expression)
             parts.append(f"({column})::text {operator} %s")
-            params += [*column_params, self.pattern]
+            params += [*column_params, pattern]
         return "(" + " OR ".join(parts) + ")", params
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
         if self.case_sensitive:
-            match, pattern = "GLOB %s", glob_pattern(self.pattern)
+            match, pattern = "CAST(atom AS TEXT) GLOB %s", glob_pattern(self.pattern)
         else:
-            match, pattern = "LIKE %s ESCAPE '\\'", self.pattern
+            match, pattern = "reviewapp_lower(CAST(atom AS TEXT)) LIKE reviewapp_lower(%s) ESCAPE '\\'", self.pattern
         parts, params = [], []
         for expression in self.source_expressions:
             column, column_params = compiler.compile(expression)
-            parts.append(
-                f"EXISTS (SELECT 1 FROM json_tree({column}) WHERE atom IS NOT NULL AND CAST(atom AS TEXT) {match})"
-            )
+            parts.append(f"EXISTS (SELECT 1 FROM json_tree({column}) WHERE atom IS NOT NULL AND {match})")
             params += [*column_params, pattern]
         return "(" + " OR ".join(parts) + ")", params
 

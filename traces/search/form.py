@@ -22,14 +22,15 @@ VERSIONS_SHOWN = 200
 # The examples in the search box's help (the README has the same table).
 SEARCH_EXAMPLES: list[tuple[str, str]] = [
     ("status = 'ERROR'", "failed traces"),
-    ("tags.env = 'prod' AND execution_time_ms > 2000", "slow production traces"),
-    ("tags.`mlflow.traceName` LIKE '%chat%'", "a dotted tag name, in backquotes"),
-    ("metadata.`mlflow.modelId` = 'm-support-bot-v2'", "one app version"),
-    ("feedback.correctness = 'no'", "a judge or reviewer said no"),
-    ("feedback.helpfulness <= 2", "a numeric feedback value"),
-    ("span.type = 'RETRIEVER' AND span.content ILIKE '%refund%'", "retrieved text mentions refunds"),
-    ("text ILIKE '%timeout%'", "anywhere in the request, response or spans"),
-    ("name IN ('chat', 'agent')", "one of several names"),
+    ("tags.environment = 'production' AND execution_time_ms > 2000", "slow production traces"),
+    ("tags.`mlflow.traceName` LIKE '%chat%'", "a dotted name, in backquotes"),
+    ("tags.app_version = '1.4.0' AND feedback.correct = false", "one app version's wrong answers"),
+    ("metadata.`mlflow.modelId` IS NOT NULL", "traces linked to an app version"),
+    ("feedback.relevance = 'no'", "a judge or reviewer said no"),
+    ("feedback.groundedness <= 2", "a numeric feedback value"),
+    ("span.type = 'RETRIEVER' AND span.content ILIKE '%physiotherapy%'", "what the retriever found"),
+    ("text ILIKE '%deductible%'", "anywhere in the request, response or spans"),
+    ("name IN ('support_chat', 'member_agent')", "one of several names"),
     ("tags.reviewed IS NULL", "no such tag"),
 ]
 
@@ -154,6 +155,11 @@ class TraceFilterForm(forms.Form):
                 self.add_error("filter_string", str(exc))
                 return queryset.none()
         return queryset
+
+    @property
+    def errors_besides_filter(self) -> dict[str, Any]:
+        """The errors shown with the results; the filter string's is shown under its box."""
+        return {field: errors for field, errors in self.errors.items() if field != "filter_string"}
 
     @property
     def error_marker(self) -> tuple[str, str, str] | None:

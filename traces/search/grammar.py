@@ -89,6 +89,7 @@ class Clause:
     comparator: str
     value: Value
     position: int  # of the comparator
+    value_position: int = 0  # of the value (its first token), 0 for IS NULL
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,10 @@ class _Parser:
 
     def fail(self, expected: str, after: str = "") -> FilterError:
         tok = self.tok
-        got = "the end of the filter" if tok.kind is Kind.END else repr(tok.text)
+        if tok.kind is Kind.END:
+            got = "the end of the filter"
+        else:
+            got = tok.text if tok.kind is Kind.STRING else f"'{tok.text}'"
         where = f" after {after!r}" if after else ""
         return FilterError(tok.position, f"expected {expected}{where}, got {got}")
 
@@ -230,8 +234,9 @@ class _Parser:
         if comparator not in spec.comparators:
             allowed = ", ".join(c for c in ALL_COMPARATORS if c in spec.comparators)
             raise FilterError(op_token.position, f"{key.text} cannot be compared with {comparator}; use {allowed}")
+        value_position = self.tok.position if comparator not in NULLS else 0
         value = self.value(key, spec, comparator)
-        return Clause(key, comparator, value, op_token.position)
+        return Clause(key, comparator, value, op_token.position, value_position)
 
     def key(self) -> Key:
         first = self.tok

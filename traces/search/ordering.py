@@ -28,6 +28,7 @@ ORDER_COLUMNS: dict[str, str] = {
     "model_id": "model_id",
 }
 DEFAULT_ORDER: tuple[str, ...] = ("timestamp_ms DESC",)
+NULLABLE = frozenset({"execution_duration_ms"})  # no duration yet (in progress): last either way
 
 
 def parse_order_by(items: Sequence[str] | None) -> list[OrderBy]:
@@ -39,7 +40,8 @@ def parse_order_by(items: Sequence[str] | None) -> list[OrderBy]:
         if column in directions:
             continue
         directions[column] = descending
-        ordering.append(F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_last=True))
+        nulls_last = True if column in NULLABLE else None  # plain ORDER BY elsewhere, so indexes match
+        ordering.append(F(column).desc(nulls_last=nulls_last) if descending else F(column).asc(nulls_last=nulls_last))
     if "request_time" not in directions:
         directions["request_time"] = True
         ordering.append(F("request_time").desc())

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DataError, connections, transaction
 from django.db.models import Exists, Expression, F, OuterRef, Q, QuerySet
 from django.db.models.lookups import (
     Exact,
@@ -62,7 +62,7 @@ def apply_filter(queryset: QuerySet[Trace], parsed: Filter) -> QuerySet[Trace]:
 
 def clause_condition(clause: Clause, *, using: str = "default") -> Q:
     if clause.comparator == "RLIKE":
-        _check_regex_on(using, str(clause.value), clause.position)
+        _check_regex_on(using, str(clause.value), clause.value_position)
     entity = clause.key.entity
     if entity is Entity.ATTRIBUTE:
         return _attribute(clause)
@@ -116,7 +116,7 @@ def _timestamp(clause: Clause) -> Q:
         start = datetime.fromtimestamp(value / 1000, tz=UTC)
         end = start + ONE_MS
     except (OverflowError, OSError, ValueError):
-        raise FilterError(clause.position, f"{value} is not a timestamp in milliseconds since 1970") from None
+        raise FilterError(clause.value_position, f"{value} is not a timestamp in milliseconds since 1970") from None
     comparator = clause.comparator
     if comparator == "=":
         return Q(request_time__gte=start, request_time__lt=end)
@@ -255,6 +255,6 @@ def _check_regex_on(using: str, pattern: str, position: int) -> None:
     try:
         with transaction.atomic(using=using), connections[using].cursor() as cursor:
             cursor.execute("SELECT '' ~ %s", [pattern])
-    except DatabaseError as exc:
+    except DataError as exc:  # invalid_regular_expression
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "PostgreSQL refused it"
         raise FilterError(position, f"not a regular expression PostgreSQL can read: {reason}") from None
