@@ -131,9 +131,9 @@ def _matching_documents(pattern: str, *, case_sensitive: bool) -> tuple[QuerySet
     The trigram index finds the documents containing a match somewhere; for a plain ``%text%``
     that is exact, otherwise an ILIKE checks each found document's lines. A case-sensitive LIKE
     is narrowed the same way, then checked against the spans."""
-    from .search.expressions import like_pattern
+    from .search.expressions import json_text_pattern, like_pattern
 
-    pattern = like_pattern(pattern)
+    pattern = json_text_pattern(like_pattern(pattern))  # lines are JSON text, as SpanContentLike matches
     plain = _is_plain_contains(pattern)
     documents = TraceSearchDocument.objects.filter(LoweredLike("content", pattern if plain else f"%{pattern}%"))
     if case_sensitive:
