@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.db import NotSupportedError, models
-from django.db.models import BooleanField, F, Func
+from django.db import NotSupportedError, connection, models
+from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet, TextField, Value
+from django.db.models.functions import Cast, Coalesce, Left
 from django.urls import reverse
 
 # trace_metadata key holding what the importer changed to make a trace showable (a JSON list of
@@ -83,6 +84,115 @@ class HasTag(Func):
         return sql, [*params, self.key, self.value]
 
 
+def escape_like(text: str) -> str:
+    """``text`` as a LIKE pattern matching itself."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _is_plain_contains(pattern: str) -> bool:
+    """``%literal%`` with no other wildcard or escape: found in a search document (one line per
+    span column, and JSON text holds no raw newline), it was found within one column of one span."""
+    inner = pattern[1:-1]
+    return len(pattern) >= 3 and pattern[0] == pattern[-1] == "%" and not any(c in inner for c in "%_\\\n")
+
+
+def like(column: str, pattern: str, *, case_sensitive: bool) -> Q:
+    """``column LIKE/ILIKE pattern``, MLflow's way on both databases (a trigram index serves it)."""
+    from .search.expressions import Like
+
+    return Q(Like(column, pattern, case_sensitive=case_sensitive))
+
+
+class LoweredLike(Func):
+    """PostgreSQL: ``column LIKE lower(pattern)``, for the lowercased search documents; with
+    ``lines``, true when some line of the document matches (lines being span columns: the inputs,
+    outputs or attributes of one span)."""
+
+    output_field = BooleanField()
+
+    def __init__(self, column: str, pattern: str, *, lines: bool = False) -> None:
+        super().__init__(F(column))
+        self.pattern, self.lines = pattern, lines
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.source_expressions[0])
+        if self.lines:
+            sql = f"EXISTS (SELECT 1 FROM unnest(string_to_array({column}, E'\\n')) AS line WHERE line LIKE lower(%s))"
+        else:
+            sql = f"({column} LIKE lower(%s))"
+        return sql, [*params, self.pattern]
+
+
+def _matching_documents(pattern: str, *, case_sensitive: bool) -> tuple[QuerySet[TraceSearchDocument], bool]:
+    """PostgreSQL: the trace ids from the search documents matching ``pattern``, and whether they
+    are the answer (else a superset to check against the spans).
+
+    Documents are lowercased, so ``x ILIKE p`` is ``document LIKE lower(p)`` (what ILIKE does).
+    The trigram index finds the documents containing a match somewhere; for a plain ``%text%``
+    that is exact, otherwise an ILIKE checks each found document's lines. A case-sensitive LIKE
+    is narrowed the same way, then checked against the spans."""
+    from .search.expressions import json_text_pattern, like_pattern
+
+    pattern = json_text_pattern(like_pattern(pattern))  # lines are JSON text, as SpanContentLike matches
+    plain = _is_plain_contains(pattern)
+    documents = TraceSearchDocument.objects.filter(LoweredLike("content", pattern if plain else f"%{pattern}%"))
+    if case_sensitive:
+        return documents.values("trace_id"), False
+    if not plain:
+        documents = documents.filter(LoweredLike("content", pattern, lines=True))
+    return documents.values("trace_id"), True
+
+
+def _spans_matching(pattern: str, *, case_sensitive: bool) -> Q:
+    from .search.expressions import SpanContentLike
+
+    spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(SpanContentLike(pattern, case_sensitive=case_sensitive))
+    return Q(Exists(spans))
+
+
+def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
+    """Some span of the trace has inputs, outputs or attributes whose JSON text matches the LIKE
+    ``pattern`` (``traces.search.expressions.SpanContentLike``, which SQLite uses).
+
+    PostgreSQL answers from the search documents (all of a trace's span columns, one per line,
+    kept by triggers on traces_span, trigram-indexed): see ``_matching_documents``.
+    """
+    if connection.vendor != "postgresql":
+        return _spans_matching(pattern, case_sensitive=case_sensitive)
+    documents, exact = _matching_documents(pattern, case_sensitive=case_sensitive)
+    narrowed = Q(pk__in=documents)
+    return narrowed if exact else narrowed & _spans_matching(pattern, case_sensitive=case_sensitive)
+
+
+def text_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
+    """MLflow's ``text``: the request or response preview, or some span's content, matches.
+
+    On PostgreSQL one ``id IN (… UNION ALL …)`` subquery, so that each part uses its own trigram
+    index (an OR of subqueries would read every trace)."""
+    previews = like("request_preview", pattern, case_sensitive=case_sensitive) | like(
+        "response_preview", pattern, case_sensitive=case_sensitive
+    )
+    if connection.vendor != "postgresql":
+        return previews | span_content_condition(pattern, case_sensitive=case_sensitive)
+    documents, exact = _matching_documents(pattern, case_sensitive=case_sensitive)
+    ids = Q(pk__in=Trace.objects.filter(previews).order_by().values("pk").union(documents, all=True))
+    return ids if exact else ids & (previews | _spans_matching(pattern, case_sensitive=case_sensitive))
+
+
+def assessment_condition(kind: str, name: str, value: Any) -> Q:
+    """A valid assessment of ``kind`` named ``name`` whose JSON value equals ``value``
+    (``"yes"``, ``True``, ``4``): served by ``assessment_valid_value_idx``."""
+    return Q(Exists(Assessment.objects.valid_value(kind, name, value).filter(trace_id=OuterRef("pk"))))
+
+
+# Execution time as a non-null sort key, so that keyset pagination compares plain values and an
+# index serves it: -1 sorts "none yet" last in a descending order, the largest bigint in an
+# ascending one.
+BIGINT_MAX = 9223372036854775807
+DURATION_DESC = Coalesce("execution_duration_ms", Value(-1))
+DURATION_ASC = Coalesce("execution_duration_ms", Value(BIGINT_MAX))
+
+
 class TraceQuerySet(models.QuerySet["Trace"]):
     def explorable(self) -> TraceQuerySet:
         """Traces of ordinary experiments, without the frozen copies held by labeling sessions."""
@@ -96,12 +206,43 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         they are bound as values, never made into a lookup name."""
         return self.filter(HasTag("tags", key=key, value=value))
 
+    def with_metadata(self, key: str, value: str | None = None) -> TraceQuerySet:
+        """Like ``with_tag``, for ``trace_metadata`` (GIN-indexed on PostgreSQL too)."""
+        return self.filter(HasTag("trace_metadata", key=key, value=value))
+
+    def with_name_like(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """Traces whose name matches the LIKE ``pattern`` (trigram index on PostgreSQL)."""
+        return self.filter(like("name", pattern, case_sensitive=case_sensitive))
+
+    def with_name_containing(self, text: str) -> TraceQuerySet:
+        """Traces whose name contains ``text``, ignoring case."""
+        return self.with_name_like(f"%{escape_like(text)}%")
+
+    def with_text(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """MLflow's ``text LIKE/ILIKE pattern`` (``text_condition``)."""
+        return self.filter(text_condition(pattern, case_sensitive=case_sensitive))
+
+    def with_span_content(self, pattern: str, *, case_sensitive: bool = False) -> TraceQuerySet:
+        """MLflow's ``span.content LIKE/ILIKE pattern`` (``span_content_condition``)."""
+        return self.filter(span_content_condition(pattern, case_sensitive=case_sensitive))
+
+    def with_assessment(self, kind: str, name: str, value: Any) -> TraceQuerySet:
+        return self.filter(assessment_condition(kind, name, value))
+
+    def with_feedback(self, name: str, value: Any) -> TraceQuerySet:
+        """``feedback.<name> = value`` over valid assessments (``assessment_condition``)."""
+        return self.with_assessment(AssessmentKind.FEEDBACK, name, value)
+
+    def with_expectation(self, name: str, value: Any) -> TraceQuerySet:
+        return self.with_assessment(AssessmentKind.EXPECTATION, name, value)
+
 
 class Trace(models.Model):
     """One request/response execution of an LLM application."""
 
     trace_id = models.CharField(max_length=64, unique=True)
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces")
+    # No index of its own: the (experiment, …) indexes below start with it.
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="traces", db_index=False)
     name = models.CharField(
         max_length=255, blank=True, default="", help_text="mlflow.traceName, or the root span's name."
     )
@@ -135,10 +276,22 @@ class Trace(models.Model):
 
     class Meta:
         ordering = ["-request_time", "-id"]
+        # One index per list order (traces/pagination.py ORDERINGS), alone and after the usual
+        # equality filters, each ending in id, the tiebreaker. PostgreSQL also has (migration 0004):
+        # GIN jsonb_ops on tags and trace_metadata (? and @>), pg_trgm GIN on name,
+        # request_preview and response_preview, and the per-trace span search documents.
         indexes = [
-            models.Index(fields=["experiment", "-request_time"], name="trace_exp_time_idx"),
-            models.Index(fields=["experiment", "state", "-request_time"], name="trace_exp_state_time_idx"),
-            models.Index(fields=["name"], name="trace_name_idx"),
+            models.Index(fields=["-request_time", "-id"], name="trace_time_id_idx"),
+            models.Index(fields=["experiment", "-request_time", "-id"], name="trace_exp_time_id_idx"),
+            models.Index(fields=["state", "-request_time", "-id"], name="trace_state_time_id_idx"),
+            models.Index(fields=["experiment", "state", "-request_time", "-id"], name="trace_exp_state_time_id_idx"),
+            # execution time with "none yet" last both ways (MLflow's NULLS LAST), then newest first
+            models.Index(
+                DURATION_DESC.desc(), F("request_time").desc(), F("id").desc(), name="trace_duration_desc_idx"
+            ),
+            models.Index(DURATION_ASC.asc(), F("request_time").desc(), F("id").desc(), name="trace_duration_asc_idx"),
+            models.Index(fields=["name", "-request_time", "-id"], name="trace_name_time_id_idx"),
+            models.Index(fields=["model_id", "-request_time", "-id"], name="trace_model_time_id_idx"),
             models.Index(fields=["client_request_id"], name="trace_client_req_idx"),
         ]
 
@@ -172,7 +325,8 @@ class Trace(models.Model):
 class Span(models.Model):
     """A node of the trace tree. Times are nanoseconds since the epoch, kept exact."""
 
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans")
+    # No index of its own: span_unique_per_trace and span_trace_start_idx both start with it.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="spans", db_index=False)
     span_id = models.CharField(max_length=32)
     parent_id = models.CharField(max_length=32, blank=True, default="")
     name = models.CharField(max_length=500)
@@ -201,6 +355,24 @@ class Span(models.Model):
         return (self.end_time_ns - self.start_time_ns) / 1_000_000
 
 
+class TraceSearchDocument(models.Model):
+    """All of a trace's span contents, one per line, for ``span.content`` search.
+
+    Filled on PostgreSQL only: statement triggers on traces_span keep it (every write path, COPY
+    included), and a pg_trgm GIN index serves ``LIKE``/``ILIKE`` (migration 0004). SQLite leaves
+    the table empty and searches span content in the spans directly. Nothing else writes it.
+    """
+
+    trace = models.OneToOneField(Trace, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    content = models.TextField()
+
+    class Meta:
+        db_table = "traces_search_document"
+
+    def __str__(self) -> str:
+        return f"search document of trace {self.trace_id}"
+
+
 class AssessmentKind(models.TextChoices):
     FEEDBACK = "feedback", "Feedback"
     EXPECTATION = "expectation", "Expectation"
@@ -213,9 +385,33 @@ class AssessmentSource(models.TextChoices):
     SOURCE_TYPE_UNSPECIFIED = "SOURCE_TYPE_UNSPECIFIED", "Unspecified"
 
 
+# Assessment values are JSON of any size: the value index holds the first characters of their
+# JSON text (a btree entry must stay under ~2.7 KB) and the lookup re-checks the whole value.
+VALUE_PREFIX = 200
+
+
+def value_prefix(expression: Any) -> Left:
+    return Left(Cast(expression, TextField()), VALUE_PREFIX)
+
+
 class AssessmentQuerySet(models.QuerySet["Assessment"]):
     def valid(self) -> AssessmentQuerySet:
         return self.filter(valid=True)
+
+    def valid_value(self, kind: str, name: str, value: Any) -> AssessmentQuerySet:
+        """Valid assessments of ``kind`` named ``name`` with the JSON value ``value``."""
+        json_value = Value(value, output_field=models.JSONField())
+        matching = (
+            self.valid()
+            .alias(_prefix=value_prefix("value"))
+            .filter(kind=kind, name=name, _prefix=value_prefix(json_value))
+        )
+        # A value whose JSON text is shorter than the prefix is equal exactly when the prefixes
+        # are; only a long one needs the whole value compared (which hides the index's row
+        # estimate from the planner).
+        if len(json.dumps(value, ensure_ascii=False)) >= VALUE_PREFIX - 20:
+            matching = matching.filter(value=json_value)
+        return matching
 
 
 class Assessment(models.Model):
@@ -226,7 +422,8 @@ class Assessment(models.Model):
     """
 
     assessment_id = models.CharField(max_length=64, unique=True)
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="assessments")
+    # No index of its own: assessment_trace_name_idx starts with it.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="assessments", db_index=False)
     name = models.CharField(max_length=255)
     kind = models.CharField(max_length=12, choices=AssessmentKind.choices)
     value = models.JSONField(null=True, blank=True)
@@ -248,6 +445,14 @@ class Assessment(models.Model):
         indexes = [
             models.Index(fields=["trace", "name"], name="assessment_trace_name_idx"),
             models.Index(fields=["name", "source_type"], name="assessment_name_source_idx"),
+            models.Index(
+                "kind",
+                "name",
+                value_prefix("value"),
+                "trace",
+                condition=Q(valid=True),
+                name="assessment_valid_value_idx",
+            ),
         ]
 
     def __str__(self) -> str:

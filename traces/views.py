@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 from django.utils.http import content_disposition_header
@@ -16,6 +15,7 @@ from .access import can_explore_traces, visible_traces
 from .large_values import ShownText, loads_json, read_limit
 from .loading import PANEL_FIELDS, full_value_text, load_span_for_panel, load_spans_for_view
 from .models import Span, Trace
+from .pagination import CountEstimate, InvalidCursor, KeysetPage, Ordering, estimate_count, keyset_page
 from .rendering import build_trace_view, shown_json
 from .search import TraceListForm, traces_for_list
 from .templatetags.trace_tags import SPAN_TREE_LIMIT
@@ -39,11 +39,31 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         traces = form.filter(traces)  # the fields, ANDed with the MLflow filter string
     elif form.is_bound:
         traces = Trace.objects.none()
-    traces = traces.order_by(*form.ordering())
-    page = Paginator(traces_for_list(traces), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
-    query.pop("page", None)
-    context = {"form": form, "page": page, "query": query.urlencode()}
+    for key in ("after", "count", "page"):
+        query.pop(key, None)
+    context: dict[str, object] = {
+        "form": form,
+        "query": query.urlencode(),
+        "page_error": "",
+    }
+    if request.GET.get("count") == "exact":  # the exact count, asked for by the "exact count" link
+        context["count"] = CountEstimate(traces.count(), exact=True)
+        if request.htmx:
+            return render(request, "traces/trace_list.html#trace-count", context)
+    try:  # keyset pages: "Load more" resumes after the last row shown, at any depth
+        ordering = Ordering.from_order_by(form.ordering())
+        page = keyset_page(traces_for_list(traces), ordering, request.GET.get("after") or None, PAGE_SIZE)
+    except InvalidCursor as exc:
+        context.update(page=KeysetPage([], None, is_first=False), page_error=str(exc))
+        return render(request, "traces/trace_list.html", context, status=400)
+    context["page"] = page
+    if request.htmx and request.htmx.target == "load-more":  # "Load more": the next rows only
+        return render(request, "traces/trace_list.html#trace-rows", context)
+    if "count" not in context:
+        # Fewer rows than a page from the start: that is the count; else a cheap estimate.
+        short = page.is_first and page.next_cursor is None
+        context["count"] = CountEstimate(len(page.rows), exact=True) if short else estimate_count(traces)
     template = "traces/trace_list.html#trace-table" if request.htmx else "traces/trace_list.html"
     status = 400 if form.is_bound and form.errors and not request.htmx else 200
     return render(request, template, context, status=status)

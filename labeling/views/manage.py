@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from traces.models import Trace
+from traces.pagination import estimate_count
 from traces.search import TraceFilterForm
 
 from .. import services
@@ -312,12 +313,14 @@ def _preview(session: LabelingSession, form: TraceFilterForm) -> dict[str, Any]:
     traces = _chosen_traces(form)
     if traces is None:
         return {"matching": 0, "already": 0, "to_add": 0, "sample": []}
-    matching = traces.count()
+    # A preview: exact when small, else the planner's estimate ("about N"); adding counts exactly.
+    matching = estimate_count(traces)
     already = traces.filter(trace_id__in=session.items.values("source_trace_id_text")).count()
     return {
-        "matching": matching,
+        "matching": matching.value,
+        "matching_exact": matching.exact,
         "already": already,
-        "to_add": matching - already,
+        "to_add": max(matching.value - already, 0),
         "sample": list(traces.select_related("experiment").order_by("-request_time")[:PREVIEW_ROWS]),
     }
 

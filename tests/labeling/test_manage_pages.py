@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -315,3 +316,23 @@ def test_assign_items_by_hand(admin: Client, reviewer) -> None:
     response = admin.post(url, {"reviewer": outsider.pk, "items": [second.pk]}, follow=True)
     assert "Pick a reviewer of this session" in response.content.decode()
     assert not second.assignments.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="planner estimates are PostgreSQL's")
+def test_add_traces_preview_estimates_a_large_count_and_the_add_is_exact(admin: Client, monkeypatch) -> None:
+    from traces import pagination
+
+    session = services.create_labeling_session(name="Estimated")
+    for _ in range(30):
+        make_trace(name="billing")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE traces_trace")
+    monkeypatch.setattr(pagination, "EXACT_COUNT_UP_TO", 5)
+    monkeypatch.setattr(pagination.estimate_count, "__defaults__", (5,))
+    url = reverse("labeling:session_add_traces", args=[session.pk])
+    body = admin.get(url, {"name": "billing"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "About <strong>" in body and "an estimate" in body
+    assert "Add all matching traces" in body
+    response = admin.post(url, {"name": "billing"}, follow=True)
+    assert "Added 30 traces" in response.content.decode()  # exact
+    assert session.items.count() == 30

@@ -25,7 +25,16 @@ from django.db.models.lookups import (
     Regex,
 )
 
-from ..models import Assessment, AssessmentKind, HasTag, Span, Trace
+from ..models import (
+    Assessment,
+    AssessmentKind,
+    HasTag,
+    Span,
+    Trace,
+    assessment_condition,
+    span_content_condition,
+    text_condition,
+)
 from .expressions import JSONKeyText, JSONNumber, JSONScalarText, Like, NotEqual, SpanContentLike, bound
 from .grammar import Clause, Filter, FilterError, Scalar
 from .keys import Entity
@@ -83,16 +92,8 @@ def _attribute(clause: Clause) -> Q:
         return _json_key("trace_metadata", SOURCE_RUN_KEY, clause)
     if name == "model_id":
         return _model_id(clause)
-    if name == "text":
-        pattern, case_sensitive = str(clause.value), clause.comparator == "LIKE"
-        spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(
-            SpanContentLike(pattern, case_sensitive=case_sensitive)
-        )
-        return (
-            Q(Like("request_preview", pattern, case_sensitive=case_sensitive))
-            | Q(Like("response_preview", pattern, case_sensitive=case_sensitive))
-            | Q(Exists(spans))
-        )
+    if name == "text":  # previews or span content, through their trigram indexes (traces.models)
+        return text_condition(str(clause.value), case_sensitive=clause.comparator == "LIKE")
     column = {"trace_id": "trace_id", "name": "name", "client_request_id": "client_request_id"}[name]
     return _compare(F(column), clause.comparator, clause.value)
 
@@ -149,6 +150,8 @@ def _json_key(column: str, key: str, clause: Clause) -> Q:
 
 def _span(clause: Clause) -> Q:
     name, comparator, value = clause.key.name, clause.comparator, clause.value
+    if name == "content" and comparator in ("LIKE", "ILIKE"):  # the search documents narrow it first
+        return span_content_condition(str(value), case_sensitive=comparator == "LIKE")
     if name == "content":
         condition = Q(SpanContentLike(str(value), case_sensitive=comparator == "LIKE"))
     elif name.startswith("attributes."):
@@ -177,7 +180,21 @@ def _assessment(clause: Clause) -> Q:
         return ~Q(Exists(named))
     if clause.comparator == "IS NOT NULL":
         return Q(Exists(named))
+    if clause.comparator == "=" and _is_plain_string(clause.value):
+        # Only a JSON string has this text: the (kind, name, value) index finds it directly.
+        return assessment_condition(kind, clause.key.name, clause.value)
     return Q(Exists(named.filter(_assessment_value(clause.comparator, clause.value))))
+
+
+def _is_plain_string(value: Any) -> bool:
+    """A string that no JSON number, boolean, null, object or array prints as."""
+    if not isinstance(value, str) or value in ("true", "false", "null") or value[:1] in ("{", "["):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
 
 
 def _assessment_value(comparator: str, value: Any) -> Q:
