@@ -7,8 +7,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import NotSupportedError, connection, models
-from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q, QuerySet, TextField, Value
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast, Coalesce, Left
+from django.db.models.lookups import IsNull
 from django.urls import reverse
 
 # trace_metadata key holding what the importer changed to make a trace showable (a JSON list of
@@ -143,11 +157,27 @@ def _matching_documents(pattern: str, *, case_sensitive: bool) -> tuple[QuerySet
     return documents.values("trace_id"), True
 
 
-def _spans_matching(pattern: str, *, case_sensitive: bool) -> Q:
+def _spans_matching(pattern: str, *, case_sensitive: bool, per_row: bool = False) -> Q:
+    """``EXISTS`` (a semi-join the planner may start from either side); ``per_row``: a scalar
+    subquery, which PostgreSQL runs for each row that reaches it (an ``EXISTS``, even inside a
+    CASE, it may turn into one hashed scan of every span)."""
     from .search.expressions import SpanContentLike
 
     spans = Span.objects.filter(trace_id=OuterRef("pk")).filter(SpanContentLike(pattern, case_sensitive=case_sensitive))
+    if per_row:
+        return Q(IsNull(Subquery(spans.order_by().values(one=Value(1))[:1]), False))
     return Q(Exists(spans))
+
+
+# Up to this many candidate documents, a case-sensitive span.content LIKE checks the spans of each.
+SPAN_CHECKS_UP_TO = 1000
+
+
+def _checked_per_row(condition: Q) -> Q:
+    """``condition`` as PostgreSQL checks it on each row it reads: inside a CASE, which the planner
+    never turns into a join it might start from. Walking a list order's index under a LIMIT, the
+    checks stop when the page is full. (An uncorrelated ``IN`` becomes one hashed set.)"""
+    return Q(Case(When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()))
 
 
 def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
@@ -155,13 +185,21 @@ def span_content_condition(pattern: str, *, case_sensitive: bool = False) -> Q:
     ``pattern`` (``traces.search.expressions.SpanContentLike``, which SQLite uses).
 
     PostgreSQL answers from the search documents (all of a trace's span columns, one per line,
-    kept by triggers on traces_span, trigram-indexed): see ``_matching_documents``.
+    kept by triggers on traces_span, trigram-indexed): see ``_matching_documents``. When they only
+    narrow the answer (a case-sensitive LIKE) and narrow it to more than ``SPAN_CHECKS_UP_TO``
+    traces (one bounded count tells), checking every candidate's spans before sorting them would
+    cost seconds; the list then walks its order and checks the spans of the candidates it meets,
+    stopping at the page (the planner cannot know: it guesses ~100 candidates for any pattern).
     """
     if connection.vendor != "postgresql":
         return _spans_matching(pattern, case_sensitive=case_sensitive)
     documents, exact = _matching_documents(pattern, case_sensitive=case_sensitive)
     narrowed = Q(pk__in=documents)
-    return narrowed if exact else narrowed & _spans_matching(pattern, case_sensitive=case_sensitive)
+    if exact:
+        return narrowed
+    if documents.order_by()[: SPAN_CHECKS_UP_TO + 1].count() <= SPAN_CHECKS_UP_TO:
+        return narrowed & _spans_matching(pattern, case_sensitive=case_sensitive)
+    return _checked_per_row(narrowed) & _spans_matching(pattern, case_sensitive=case_sensitive, per_row=True)
 
 
 def text_condition(pattern: str, *, case_sensitive: bool = False) -> Q:

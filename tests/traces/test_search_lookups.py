@@ -39,6 +39,29 @@ def test_span_content_matches_some_span_of_the_trace() -> None:
     assert ids(Trace.objects.with_span_content("%where is the%")) == {"tr-hit", "tr-miss"}
 
 
+def test_case_sensitive_span_content_with_many_candidates_pages_in_list_order(monkeypatch) -> None:
+    """More candidate documents than SPAN_CHECKS_UP_TO: PostgreSQL walks the list order and checks
+    the spans of the candidates it meets. Same answers, and every page of them in order."""
+    from traces import models
+    from traces.pagination import NEWEST_FIRST, keyset_page
+
+    monkeypatch.setattr(models, "SPAN_CHECKS_UP_TO", 2)
+    for i in range(7):  # every one a candidate for the lowercased documents; odd ones match by case
+        trace = make_trace(n_spans=1, trace_id=f"tr-case-{i}")
+        add_span(trace, "s2", {"q": "Heliotrope Hotel" if i % 2 else "heliotrope hotel"})
+    make_trace(n_spans=1, trace_id="tr-case-none")
+    found = Trace.objects.with_span_content("%Heliotrope%", case_sensitive=True)
+    assert ids(found) == {"tr-case-1", "tr-case-3", "tr-case-5"}
+    seen, cursor = [], None
+    while True:
+        page = keyset_page(found, NEWEST_FIRST, cursor, 2)
+        seen += [t.trace_id for t in page.rows]
+        if not (cursor := page.next_cursor):
+            break
+    assert seen == list(NEWEST_FIRST.apply(found).values_list("trace_id", flat=True))
+    assert sorted(seen) == ["tr-case-1", "tr-case-3", "tr-case-5"]
+
+
 def test_a_pattern_must_match_within_one_span_not_across_two() -> None:
     trace = make_trace(n_spans=1, trace_id="tr-split")
     add_span(trace, "s2", {"q": "alpha only"})
