@@ -11,7 +11,11 @@ from django.db import migrations
 #   scan of every search document for ``span.content LIKE`` (the heap is 60 MB: the planner does
 #   not see the 8 GB of TOASTed text each row's check reads, 8 s), and a Gather Merge of the
 #   time index for ``feedback.helpfulness = 5`` whose workers read ahead several times the rows
-#   the page needs.
+#   the page needs;
+# - statistics target 1000 (from 100) on tags and trace_metadata: ``@>`` is estimated from the
+#   sampled values, and a sample of 30,000 rows put 1 trace in 1,000 (``customer=cust-42``) at 1
+#   in 100 after one ANALYZE and not another, so that the page walked 45,000 rows of the time
+#   index (40 ms) instead of reading the 1,000 from the GIN index (5 ms).
 JSON_NUMBER = "(CASE WHEN jsonb_typeof(value) = 'number' THEN (value #>> '{}')::double precision END)"
 
 FORWARDS = [
@@ -19,10 +23,15 @@ FORWARDS = [
     f"CREATE STATISTICS assessment_number_stats (mcv) ON kind, name, {JSON_NUMBER} FROM traces_assessment",
     "ALTER TABLE traces_trace SET (parallel_workers = 0)",
     "ALTER TABLE traces_search_document SET (parallel_workers = 0)",
+    "ALTER TABLE traces_trace ALTER COLUMN tags SET STATISTICS 1000",
+    "ALTER TABLE traces_trace ALTER COLUMN trace_metadata SET STATISTICS 1000",
     "ANALYZE traces_assessment",
+    "ANALYZE traces_trace (tags, trace_metadata)",
 ]
 
 BACKWARDS = [
+    "ALTER TABLE traces_trace ALTER COLUMN tags SET STATISTICS -1",
+    "ALTER TABLE traces_trace ALTER COLUMN trace_metadata SET STATISTICS -1",
     "ALTER TABLE traces_search_document RESET (parallel_workers)",
     "ALTER TABLE traces_trace RESET (parallel_workers)",
     "DROP STATISTICS IF EXISTS assessment_number_stats",
