@@ -75,7 +75,10 @@ class JSONScalarText(_VendorFunc):
 
 
 class JSONNumber(_VendorFunc):
-    """A JSON number as a float; NULL for anything else (a string "4" is not the number 4)."""
+    """A JSON number as a float; NULL for anything else (a string "4" is not the number 4).
+
+    PostgreSQL: ``assessment_valid_number_idx`` (migration 0005) indexes exactly this expression
+    over ``traces_assessment.value``; change the two together."""
 
     output_field = FloatField()
 
