@@ -3,7 +3,7 @@ from django.db import migrations
 # PostgreSQL only (SQLite needs none of this to stay correct):
 # - assessment_valid_number_idx: valid assessments' (kind, name, numeric value, trace), the numeric
 #   value being exactly ``traces.search.expressions.JSONNumber`` (NULL unless a JSON number), so
-#   that ``feedback.<name> = 5`` / ``> 3`` / ``IN (4, 5)`` read a range of it, with statistics on
+#   that ``feedback.<name> = 5`` / ``> 3`` / ``IN (4, 5)`` can read a range of it, with statistics on
 #   the same columns so that the planner knows how many traces match (and walks the time index
 #   instead of sorting every match, or the other way round);
 # - parallel_workers = 0 on traces_trace and traces_search_document: a list page is a LIMIT, and
