@@ -488,6 +488,8 @@ def test_explorer_version_column_and_filter(admin_client: Client, traces) -> Non
     body = admin_client.get(url, {"version": "m-v2"}).content.decode()
     assert ">inference_2</a>" in body and ">predict</a>" not in body
     assert admin_client.get(url, {"version": "m-unknown"}).status_code == 200  # a version not listed is a value
+    refused = admin_client.get(url, {"version": "m-\x00"})  # PostgreSQL cannot compare text with NUL: a form error
+    assert refused.status_code == 400 and ">inference_2</a>" not in refused.content.decode()
 
 
 def test_explorer_query_count_stays_constant_with_a_filter_string(

@@ -104,7 +104,7 @@ class VersionField(forms.ChoiceField):
     ``VERSIONS_SHOWN``, or from a shared link): any short id is a value, not a lookup."""
 
     def valid_value(self, value: Any) -> bool:
-        return isinstance(value, str) and len(value) <= 255
+        return isinstance(value, str) and len(value) <= 255 and "\x00" not in value
 
 
 class TraceFilterForm(forms.Form):
