@@ -38,3 +38,20 @@ class SaveDatasetForm(forms.Form):
             return clean_dataset_name(self.cleaned_data["name"].strip() or self.default_name)
         except ValidationError as exc:
             raise ValidationError(exc.message_dict["name"]) from None
+
+
+class DatasetFromTracesForm(forms.Form):
+    """The dataset name for "save these traces as a dataset"; the traces come from the explorer's filters."""
+
+    name = forms.CharField(label="Dataset name", max_length=NAME_MAX_LENGTH, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "dataset_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["name"].widget.attrs.update({"maxlength": NAME_MAX_LENGTH, "list": "dataset-names"})
+
+    def clean_name(self) -> str:
+        try:
+            return clean_dataset_name(self.cleaned_data["name"])
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["name"]) from None

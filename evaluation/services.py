@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from labeling.models import LabelingSession
+from traces.models import Trace
 
 from .exporters import ExportStats, session_records
 from .models import DatasetRecord, EvaluationDataset, SourceType, inputs_key
+from .trace_records import trace_records
 
 MERGE_CHUNK = 1000
 NAME_MAX_LENGTH = EvaluationDataset._meta.get_field("name").max_length
@@ -145,3 +148,45 @@ def save_session_labels(
             tied = f" ({len(stats.ties)} tied answers left out)" if stats.ties else ""
             raise ValidationError(f"No item qualifies for the dataset{tied}, so nothing was saved.")
     return dataset, result, stats
+
+
+def count_up_to(traces: QuerySet[Trace], limit: int) -> int:
+    """How many traces match, counting no further than ``limit + 1`` (one query, cheap at any size)."""
+    return traces.order_by()[: limit + 1].count()
+
+
+def build_dataset_from_traces(
+    *,
+    traces: QuerySet[Trace],
+    dataset_name: str,
+    created_by: AbstractBaseUser | None = None,
+    limit: int | None = None,
+    on_trace: Callable[[], None] | None = None,
+) -> tuple[EvaluationDataset, MergeResult, int]:
+    """Merge the traces into the named dataset (created if new) as MLflow's ``merge_records(traces)`` does.
+
+    Records are keyed by their inputs: a trace whose inputs a record already has updates that record
+    (its expectations added, newer values winning). Returns the dataset, the merge counts and the number
+    of traces read. Nothing is written (not even an empty dataset) when no trace matches, or when more
+    than ``limit`` do.
+    """
+    name = clean_dataset_name(dataset_name)
+    if limit is not None and count_up_to(traces, limit) > limit:
+        raise ValidationError(
+            f"More than {limit:,} traces match: narrow the filter, or run "
+            "`python manage.py build_dataset`, which takes any number."
+        )
+    read = 0
+
+    def counted() -> None:
+        nonlocal read
+        read += 1
+        if on_trace:
+            on_trace()
+
+    with transaction.atomic():
+        if not traces.exists():
+            raise ValidationError("No trace matches these filters, so nothing was saved.")
+        dataset = get_or_create_dataset(name=name, created_by=created_by)
+        result = merge_records(dataset=dataset, records=trace_records(traces, on_trace=counted))
+    return dataset, result, read

@@ -1,30 +1,48 @@
-"""Dataset pages (admins): list, records, downloads, and saving a session's labels as a dataset."""
+"""Dataset pages (admins): list, records, downloads, saving a session's labels or the explorer's traces as a dataset."""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 
+from labeling.access import is_lead_anywhere
 from labeling.models import LabelingSession
-from labeling.views.access import admin_required
+from labeling.views.access import admin_required, deny
+from traces.access import can_explore_traces, visible_traces
+from traces.search import TraceFilterForm
 
 from . import services
 from .exporters import INCLUSION_RULE, ExportError, ExportStats, labeled_counts, lines, nothing_to_export
-from .forms import SaveDatasetForm
+from .forms import DatasetFromTracesForm, SaveDatasetForm
 from .models import EvaluationDataset
 from .parquet import write_parquet
 from .rendering import record_views
 
 RECORDS_PER_PAGE = 50
+DATASET_NAMES_OFFERED = 200
+FILTER_LABELS = [
+    ("filter_string", "Search"),
+    ("experiment", "Experiment"),
+    ("state", "State"),
+    ("version", "Version"),
+    ("name", "Name contains"),
+    ("since", "From"),
+    ("until", "To"),
+    ("tags", "Tags"),
+]
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -113,3 +131,90 @@ def saved_message(dataset: EvaluationDataset, merged: services.MergeResult, stat
         details.append(f"{len(stats.ties)} tied answers left out")
     note = f" ({'; '.join(details)})" if details else ""
     return f"Saved to “{dataset.name}”: {merged.created} new records, {merged.updated} updated{note}."
+
+
+# ---------------------------------------------------------------- datasets from the explorer's filters
+
+
+def _filters_shown(form: TraceFilterForm) -> list[tuple[str, str]]:
+    """The explorer's filters as the user set them, to say which traces the dataset takes."""
+    data = form.data if form.is_bound else {}
+    shown = []
+    for field, label in FILTER_LABELS:
+        value = (data.get(field) or "").strip()
+        if not value:
+            continue
+        if field == "experiment" and form.is_valid() and form.cleaned_data.get("experiment"):
+            value = form.cleaned_data["experiment"].name
+        elif field == "state":
+            value = dict(form.fields["state"].choices).get(value, value)
+        shown.append((label, value))
+    return shown
+
+
+def _from_traces_page(
+    request: HttpRequest, filters: TraceFilterForm, form: DatasetFromTracesForm, status: int = 200
+) -> HttpResponse:
+    limit = settings.DATASET_FROM_TRACES_PAGE_LIMIT
+    traces = _filtered_traces(request, filters)
+    matching = services.count_up_to(traces, limit) if traces is not None else 0
+    names = EvaluationDataset.objects.order_by("name").values_list("name", flat=True)[:DATASET_NAMES_OFFERED]
+    context = {
+        "filters": filters,
+        "filters_shown": _filters_shown(filters),
+        "filter_errors": [e for errors in filters.errors.values() for e in errors] if filters.is_bound else [],
+        "form": form,
+        "query": request.GET.urlencode(),
+        "matching": min(matching, limit),
+        "over_limit": matching > limit,
+        "limit": limit,
+        "dataset_names": list(names) if request.user.is_staff else [],
+    }
+    return render(request, "evaluation/dataset_from_traces.html", context, status=status)
+
+
+def _filtered_traces(request: HttpRequest, filters: TraceFilterForm) -> Any:
+    """The explorer's traces for these filters (the same form and rules), or None when the filters are refused."""
+    traces = visible_traces(request.user).explorable()
+    if not filters.is_bound:
+        return traces
+    if not filters.is_valid():
+        return None
+    traces = filters.filter(traces)
+    return None if filters.errors else traces
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def dataset_from_traces(request: HttpRequest) -> HttpResponse:
+    """From the trace explorer: name a dataset, see how many traces it takes, and merge them (admins and leads).
+
+    The filters travel in the query string, as on the explorer; the name comes in the form.
+    """
+    if not (can_explore_traces(request.user) and is_lead_anywhere(request.user)):
+        deny(request)
+    filters = TraceFilterForm(request.GET or None)
+    if request.method == "GET":
+        return _from_traces_page(request, filters, DatasetFromTracesForm())
+    form = DatasetFromTracesForm(request.POST)
+    traces = _filtered_traces(request, filters)
+    if not form.is_valid() or traces is None:
+        return _from_traces_page(request, filters, form, status=400)
+    try:
+        dataset, merged, read = services.build_dataset_from_traces(
+            traces=traces,
+            dataset_name=form.cleaned_data["name"],
+            created_by=request.user,
+            limit=settings.DATASET_FROM_TRACES_PAGE_LIMIT,
+        )
+    except ValidationError as exc:
+        form.add_error(None, " ".join(exc.messages))
+        return _from_traces_page(request, filters, form, status=400)
+    messages.success(
+        request,
+        f"Saved {read} trace{'s' if read != 1 else ''} to “{dataset.name}”: "
+        f"{merged.created} new records, {merged.updated} updated.",
+    )
+    if request.user.is_staff:
+        return redirect(dataset.get_absolute_url())
+    return redirect(f"{reverse('traces:list')}?{request.GET.urlencode()}")

@@ -173,6 +173,9 @@ TASKS = {
 # Adding at least this many traces to a session runs in the background (a db_worker) with a progress
 # bar; smaller adds are copied during the request.
 TRACE_ADD_BACKGROUND_THRESHOLD = int(os.environ.get("TRACE_ADD_BACKGROUND_THRESHOLD", "500"))
+# "Save as a dataset" from the trace explorer merges at most this many traces during the request;
+# more are refused with a message pointing at ``manage.py build_dataset`` (which streams any number).
+DATASET_FROM_TRACES_PAGE_LIMIT = env_int("DATASET_FROM_TRACES_PAGE_LIMIT", 10_000, minimum=1)
 # A queued or running add with no progress for this long can be retried (its worker was stopped).
 TRACE_ADD_STALLED_SECONDS = int(os.environ.get("TRACE_ADD_STALLED_SECONDS", "600"))
 
