@@ -153,8 +153,9 @@ def _filters_shown(form: TraceFilterForm) -> list[tuple[str, str]]:
 
 
 def _from_traces_page(
-    request: HttpRequest, filters: TraceFilterForm, form: DatasetFromTracesForm, status: int = 200
+    request: HttpRequest, filters: TraceFilterForm, form: DatasetFromTracesForm, status: int | None = None
 ) -> HttpResponse:
+    """The page; refused filters make it a 400, as on the explorer."""
     limit = settings.DATASET_FROM_TRACES_PAGE_LIMIT
     traces = _filtered_traces(request, filters)
     matching = services.count_up_to(traces, limit) if traces is not None else 0
@@ -170,6 +171,8 @@ def _from_traces_page(
         "limit": limit,
         "dataset_names": list(names) if request.user.is_staff else [],
     }
+    if status is None:
+        status = 400 if traces is None else 200
     return render(request, "evaluation/dataset_from_traces.html", context, status=status)
 
 
@@ -210,11 +213,15 @@ def dataset_from_traces(request: HttpRequest) -> HttpResponse:
     except ValidationError as exc:
         form.add_error(None, " ".join(exc.messages))
         return _from_traces_page(request, filters, form, status=400)
-    messages.success(
-        request,
-        f"Saved {read} trace{'s' if read != 1 else ''} to “{dataset.name}”: "
-        f"{merged.created} new records, {merged.updated} updated.",
-    )
+    messages.success(request, traces_saved_message(dataset, merged, read))
     if request.user.is_staff:
         return redirect(dataset.get_absolute_url())
     return redirect(f"{reverse('traces:list')}?{request.GET.urlencode()}")
+
+
+def traces_saved_message(dataset: EvaluationDataset, merged: services.MergeResult, read: int) -> str:
+    shared = " (traces with the same inputs share a record)" if read > merged.created + merged.updated else ""
+    return (
+        f"Saved {read} trace{'s' if read != 1 else ''} to “{dataset.name}”: "
+        f"{merged.created} new records, {merged.updated} updated{shared}."
+    )

@@ -214,7 +214,7 @@ def test_page_shows_filters_count_and_saves(client: Client, admin_user) -> None:
     client.force_login(admin_user)
     url = page_url(filter_string="attributes.status = 'OK'", experiment=production.pk)
     body = client.get(url).content.decode()
-    assert "<strong>3</strong> traces match" in body
+    assert "<strong>3</strong> traces match" in body, body
     assert "attributes.status = &#x27;OK&#x27;" in body and "<dd>Production</dd>" in body
     assert 'action="/datasets/from-traces/?filter_string=' in body and ">Save 3 traces</button>" in body
     response = client.post(url, {"name": "prod"}, follow=True)
@@ -276,6 +276,22 @@ def test_page_refuses_bad_input_and_writes_nothing(
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not EvaluationDataset.objects.exists()
+
+
+def test_page_shows_a_bad_filter_as_the_explorer_does(client: Client, admin_user) -> None:
+    client.force_login(admin_user)
+    response = client.get(page_url(filter_string="status = "))
+    body = response.content.decode()
+    assert response.status_code == 400 and "expected a quoted string for status after" in body
+    assert "Correct the filters in the explorer." in body and "Dataset name" not in body
+
+
+def test_same_inputs_share_a_record_and_the_message_says_so(client: Client, admin_user) -> None:
+    for _ in range(2):
+        make_trace(question="Same?")
+    client.force_login(admin_user)
+    body = client.post(URL, {"name": "same"}, follow=True).content.decode()
+    assert "Saved 2 traces to “same”: 1 new records, 0 updated (traces with the same inputs share a record)." in body
 
 
 def test_page_says_when_nothing_matches_or_too_many_do(client: Client, admin_user, settings) -> None:
