@@ -319,3 +319,16 @@ def test_page_queries_do_not_grow_with_traces(client: Client, admin_user, django
         with django_assert_max_num_queries(7):
             body = client.get(page_url(experiment=production.pk, filter_string="status = 'OK'")).content.decode()
         assert f"<strong>{total}</strong> trace" in body
+
+
+def test_session_labels_saved_under_the_same_name_merge_into_the_trace_records() -> None:
+    """As the README says: production traces first, then the experts' labels from their session copies."""
+    from tests.evaluation.conftest import make_labeled_session
+
+    session = make_labeled_session()
+    dataset = build(experiment="Tests", name="cardio")
+    assert dataset.records.count() == 3 and not any(r.expectations for r in dataset.records.all())
+    services.save_session_labels(sessions=[session], dataset_name="cardio")
+    assert dataset.records.count() == 3
+    record = dataset.records.get(inputs_key=services.inputs_key({"question": "Dose question 0?"}))
+    assert record.expectations["expected_response"] == "Take 81 mg"
