@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -90,16 +91,30 @@ def merge_records(*, dataset: EvaluationDataset, records: Iterable[dict[str, Any
     return result
 
 
+UPDATED_FIELDS = ["expectations", "tags", "outputs", "source_type", "source_data", "history"]
+
+
+def _stored_fields(record: DatasetRecord) -> tuple[Any, ...]:
+    """What a merge may change, copied to compare (the JSON fields are mutated in place)."""
+    return tuple(
+        orjson.dumps(getattr(record, f), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS) for f in UPDATED_FIELDS
+    )
+
+
 def _merge_chunk(dataset: EvaluationDataset, records: list[dict[str, Any]], result: MergeResult) -> None:
     now = timezone.now()
     keys = [inputs_key(r["inputs"]) for r in records]
     existing = {r.inputs_key: r for r in dataset.records.filter(inputs_key__in=keys)}
     new: dict[str, DatasetRecord] = {}
     touched: dict[str, DatasetRecord] = {}
+    changed: dict[str, DatasetRecord] = {}
     for key, record in zip(keys, records, strict=True):
         if key in existing:
+            before = _stored_fields(existing[key])
             _merge_into(existing[key], record, now.isoformat())
             touched[key] = existing[key]
+            if key in changed or _stored_fields(existing[key]) != before:
+                changed[key] = existing[key]
         elif key in new:
             _merge_into(new[key], record, now.isoformat())
         else:
@@ -116,13 +131,11 @@ def _merge_chunk(dataset: EvaluationDataset, records: list[dict[str, Any]], resu
                 history=[],
             )
     DatasetRecord.objects.bulk_create(list(new.values()), batch_size=500)
-    for record in touched.values():
+    for record in changed.values():
         record.updated_at = now
-    DatasetRecord.objects.bulk_update(
-        list(touched.values()),
-        ["expectations", "tags", "outputs", "source_type", "source_data", "history", "updated_at"],
-        batch_size=500,
-    )
+    # Only records whose values changed are written (a re-run over the same traces writes nothing);
+    # small batches, as bulk_update's CASE per column costs rows × batch size.
+    DatasetRecord.objects.bulk_update(list(changed.values()), [*UPDATED_FIELDS, "updated_at"], batch_size=100)
     result.created += len(new)
     result.updated += len(touched)
 

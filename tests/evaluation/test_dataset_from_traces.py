@@ -117,6 +117,9 @@ def test_rerunning_merges_without_duplicates_and_adds_expectations() -> None:
     expectation(first, "expected_response", "A1", minute=1)
     dataset = build()
     assert dataset.records.count() == 2
+    stamps = dict(dataset.records.values_list("pk", "updated_at"))
+    dataset = build()  # nothing changed: nothing rewritten
+    assert dict(dataset.records.values_list("pk", "updated_at")) == stamps
 
     expectation(first, "expected_response", "A1, corrected", minute=5)
     expectation(first, "expected_facts", ["fact"], minute=6)
