@@ -1,6 +1,7 @@
 """Build a dataset from 100,000 stored traces on PostgreSQL with ``manage.py build_dataset``: seconds, peak memory.
 
-A first run creates every record, a second merges into them (every record updated, none added).
+A first run creates every record, a second merges into them (none added, none changed), a third runs
+after every expectation changed (every record rewritten, the old value kept in its history).
 Targets: each run under 60 s and under 300 MB peak (traces are read in batches, memory stays flat).
 """
 
@@ -34,6 +35,13 @@ def run_build(url: str) -> tuple[float, float, str]:
     return seconds, peak_mb, done.stdout.strip()
 
 
+def change_every_expectation() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE traces_assessment SET value = to_jsonb('Changed: ' || (value #>> '{}'))")
+
+
 def main() -> None:
     with fresh_database("reviewapp_bench_build_dataset") as url:
         started = time.perf_counter()
@@ -43,7 +51,9 @@ def main() -> None:
 
         connections.close_all()
         rows = []
-        for label in ("first run (all new)", "second run (all merged)"):
+        for label in ("first run (all new)", "second run (all merged)", "third run (all changed)"):
+            if label.startswith("third"):
+                change_every_expectation()
             seconds, peak_mb, summary = run_build(url)
             print(summary, flush=True)
             rows += [

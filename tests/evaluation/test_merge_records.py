@@ -60,3 +60,27 @@ def test_bad_records_raise_and_write_nothing() -> None:
     assert dataset.records.count() == 0
     with pytest.raises(ValidationError):
         services.get_or_create_dataset(name="  ")
+
+
+def test_an_update_keeps_every_field_and_an_unchanged_record_is_not_rewritten() -> None:
+    """Both databases' write paths (PostgreSQL writes changed records with one UPDATE … FROM VALUES)."""
+    dataset = services.get_or_create_dataset(name="fields")
+    first = {"inputs": {"q": "1"}, "outputs": None, "expectations": {"e": "old"}, "tags": {"t": "1"}}
+    other = {"inputs": {"q": "2"}, "outputs": {"a": [1, 2]}, "expectations": {"e": "x"}}
+    services.merge_records(dataset=dataset, records=[first, other])
+    untouched = dataset.records.get(inputs={"q": "2"}).updated_at
+    second = {
+        "inputs": {"q": "1"},
+        "outputs": {"answer": "new", "n": 1.5},
+        "expectations": {"e": "new", "facts": ["a", "b"]},
+        "tags": {"u": "2"},
+        "source": {"source_type": "HUMAN", "source_data": {"trace_id": "tr-1"}},
+    }
+    result = services.merge_records(dataset=dataset, records=[second, other])
+    assert (result.created, result.updated) == (0, 2)
+    record = dataset.records.get(inputs={"q": "1"})
+    assert record.outputs == {"answer": "new", "n": 1.5}
+    assert record.expectations == {"e": "new", "facts": ["a", "b"]} and record.tags == {"t": "1", "u": "2"}
+    assert record.source_type == "HUMAN" and record.source_data == {"trace_id": "tr-1"}
+    assert [(h["expectation"], h["value"]) for h in record.history] == [("e", "old")]
+    assert dataset.records.get(inputs={"q": "2"}).updated_at == untouched
