@@ -1,0 +1,26 @@
+"""Scorers that fail in every way a user's code can."""
+
+import time
+
+from mlflow.genai.scorers import scorer
+
+
+@scorer
+def raises(outputs) -> bool:
+    raise ZeroDivisionError("division by zero in my scorer")
+
+
+@scorer
+def sleeps(outputs) -> bool:
+    time.sleep(30)
+    return True
+
+
+@scorer
+def returns_dict(outputs):
+    return {"not": "supported"}
+
+
+@scorer
+def fine(outputs) -> bool:
+    return True
