@@ -45,7 +45,10 @@ def test_functions_and_scorer_instances_are_found_with_signature_and_docstring()
 def test_a_changed_scorer_gets_a_new_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(tmp_path))
     module = tmp_path / "my_changing_scorers.py"
-    body = "from mlflow.genai.scorers import scorer\n\n@scorer\ndef short(outputs) -> bool:\n    return len(outputs) < {}\n"
+    body = (
+        "from mlflow.genai.scorers import scorer\n\n"
+        "@scorer\ndef short(outputs) -> bool:\n    return len(outputs) < {}\n"
+    )
     module.write_text(body.format(100))
     first = load_catalogue(["my_changing_scorers"]).get("short").digest
     assert load_catalogue(["my_changing_scorers"]).get("short").digest == first
@@ -67,13 +70,17 @@ def test_a_module_that_fails_to_import_is_a_clear_error_naming_it() -> None:
 
 
 def test_unknown_scorer_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownScorerError, match="unknown scorer 'nope'; known scorers: .*exact_answer"):
+    with pytest.raises(UnknownScorerError, match=r"unknown scorer 'nope'; known scorers: .*exact_answer"):
         load_catalogue([SHAPES]).get("nope")
 
 
 def test_manage_py_check_does_not_import_mlflow() -> None:
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "manage.py", "check"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-X", "importtime", "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
