@@ -36,11 +36,18 @@ def response_length(outputs: Any) -> int:
     return len(_text(outputs))
 
 
+def _documents(outputs: Any) -> list[Any]:
+    """A retriever's documents: its output list, or the list under ``documents``."""
+    if isinstance(outputs, dict):
+        outputs = outputs.get("documents")
+    return outputs if isinstance(outputs, list) else []
+
+
 @scorer
 def has_retrieved_documents(trace: Trace) -> Feedback:
     """Whether a RETRIEVER span of the trace returned at least one document."""
     retrievers = trace.search_spans(span_type=SpanType.RETRIEVER)
-    documents = sum(len(span.outputs) for span in retrievers if isinstance(span.outputs, list))
+    documents = sum(len(_documents(span.outputs)) for span in retrievers)
     if not retrievers:
         return Feedback(value=False, rationale="The trace has no RETRIEVER span.")
     return Feedback(value=documents > 0, rationale=f"{documents} documents from {len(retrievers)} retriever spans.")
