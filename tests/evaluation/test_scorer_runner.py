@@ -38,7 +38,8 @@ def test_primitives_become_feedback_named_after_the_scorer_with_a_code_source(db
     assert found["exact_answer"].value is True and found["answer_words"].value == 3 and found["keyword"].value is True
     write_results(items, results, run_id=RUN)
     stored = Assessment.objects.get(trace=trace, name="exact_answer")
-    assert (stored.source_type, stored.source_id, stored.kind, stored.value) == ("CODE", "exact_answer", "feedback", True)
+    assert (stored.source_type, stored.source_id, stored.kind) == ("CODE", "exact_answer", "feedback")
+    assert stored.value is True
     assert stored.metadata["mlflow.assessment.sourceRunId"] == RUN
     assert stored.metadata["mlflow.assessment.scorerDigest"].startswith("sha256:")
     assert stored.span_id == "0000000000000001"  # the root span, as MLflow attaches them
@@ -90,7 +91,8 @@ def test_dataset_record_expectations_win_over_the_traces(db: None) -> None:
     make_assessment(trace, "expected_response", "Nice", kind="expectation", source_type="HUMAN", valid=False)
     _, results = _score([trace], SHAPES, ["exact_answer"])
     assert results[trace.pk][0].value is False
-    _, results = _score([trace], SHAPES, ["exact_answer"], record_expectations={trace.pk: {"expected_response": "Paris"}})
+    record = {trace.pk: {"expected_response": "Paris"}}
+    _, results = _score([trace], SHAPES, ["exact_answer"], record_expectations=record)
     assert results[trace.pk][0].value is True
 
 
