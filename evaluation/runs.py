@@ -16,8 +16,9 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models import Count, F, QuerySet, TextField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from labeling.models import LabelingSession, ReviewItem
@@ -104,7 +105,7 @@ def _targets(
 
 def _app_version(trace_pks: list[int]) -> str:
     """The traces' model id when they all share one."""
-    versions = list(Trace.objects.filter(pk__in=trace_pks).values_list("model_id", flat=True).distinct()[:2])
+    versions = list(Trace.objects.filter(pk__in=trace_pks).order_by().values_list("model_id", flat=True).distinct()[:2])
     return versions[0] if len(versions) == 1 else ""
 
 
@@ -180,18 +181,26 @@ def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: li
         EvaluationRun.objects.filter(pk=run.pk).update(progress_done=F("progress_done") + len(rows))
 
 
+def of_run(run: EvaluationRun) -> QuerySet[Assessment]:
+    """The Feedback this run wrote: on its traces, with its run id in the metadata (as MLflow tags them)."""
+    source_run = Cast(KT(f"metadata__{SOURCE_RUN_KEY}"), TextField())
+    return (
+        Assessment.objects.filter(trace_id__in=EvaluationRunTrace.objects.filter(run=run).values("trace_id"))
+        .annotate(source_run=source_run)
+        .filter(source_run=run.run_id)
+    )
+
+
 def run_metrics(run: EvaluationRun, scorers: list[ScorerInfo]) -> dict[str, float]:
     """Metrics from the run's stored, error-free Feedback (so a resumed run counts every batch once)."""
     feedback = (
-        Assessment.objects.filter(
-            trace_id__in=EvaluationRunTrace.objects.filter(run=run).values("trace_id"),
+        of_run(run)
+        .filter(
             kind=AssessmentKind.FEEDBACK,
             source_type=AssessmentSource.CODE,
             error__isnull=True,
             valid=True,
         )
-        .annotate(source_run=KeyTextTransform(SOURCE_RUN_KEY, "metadata"))
-        .filter(source_run=run.run_id)
         .values_list("name", "value")
     )
     aggregations = {info.name: list(info.aggregations) for info in scorers}
@@ -237,14 +246,5 @@ def _end(run: EvaluationRun, status: str, *, error: str = "", metrics: dict[str,
 
 def run_errors(run: EvaluationRun) -> dict[str, int]:
     """Error Feedback per scorer in this run."""
-    rows = (
-        Assessment.objects.filter(
-            trace_id__in=EvaluationRunTrace.objects.filter(run=run).values("trace_id"), error__isnull=False
-        )
-        .annotate(source_run=KeyTextTransform(SOURCE_RUN_KEY, "metadata"))
-        .filter(source_run=run.run_id)
-        .values("source_id")
-        .annotate(count=Count("id"))
-        .order_by("source_id")
-    )
+    rows = of_run(run).filter(error__isnull=False).values("source_id").annotate(count=Count("id")).order_by("source_id")
     return {row["source_id"]: row["count"] for row in rows}
