@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Count, F, QuerySet, TextField
+from django.db.models import Count, QuerySet, TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -178,7 +178,9 @@ def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: li
     with transaction.atomic():
         write_results(items, results, run_id=run.run_id)
         EvaluationRunTrace.objects.filter(pk__in=[row.pk for row in rows]).update(scored=True)
-        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=F("progress_done") + len(rows))
+        # counted, not incremented: two workers on one run (a task enqueued twice) still count each trace once
+        done = EvaluationRunTrace.objects.filter(run=run, scored=True).count()
+        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done)
 
 
 def of_run(run: EvaluationRun) -> QuerySet[Assessment]:
