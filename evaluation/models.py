@@ -86,6 +86,7 @@ class RunSource(models.TextChoices):
     SESSION = "session", "Labeling session"
     FILTER = "filter", "Filter over an experiment"
     PREDICT = "predict", "Predict function over a dataset"
+    MLFLOW = "mlflow", "Made by mlflow.genai.evaluate (imported)"
 
 
 class RunStatus(models.TextChoices):
