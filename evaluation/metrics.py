@@ -4,15 +4,20 @@ Each Feedback value counts as a number: numbers as they are, ``True``/``False`` 
 ``"yes"``/``"no"`` (any case) as 1/0; other strings, lists, ``None`` and error Feedback are left
 out. The aggregations of an assessment name are those of the scorer with that name (``mean`` when
 it names none or no scorer has that name): ``min``, ``max``, ``mean``, ``median``, ``variance``
-(of the population, as ``numpy.var``) and ``p90`` (``numpy.percentile(values, 90)``, linear).
+(of the population, as ``numpy.var``) and ``p90`` (``numpy.percentile(values, 90)``, linear); a
+scorer's own aggregation function is named after the function, and one that raises is skipped.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+Aggregation = str | Callable[[list[float]], float]
+logger = logging.getLogger(__name__)
 
 AGGREGATIONS = ("min", "max", "mean", "median", "variance", "p90")
 DEFAULT_AGGREGATIONS = ("mean",)
@@ -55,7 +60,7 @@ def aggregate(values: Sequence[float], aggregation: str) -> float:
 
 
 def compute_metrics(
-    feedback: Iterable[tuple[str, Any]], aggregations: Mapping[str, Sequence[str]] | None = None
+    feedback: Iterable[tuple[str, Any]], aggregations: Mapping[str, Sequence[Aggregation]] | None = None
 ) -> dict[str, float]:
     """``{"<name>/<agg>": value}`` from (assessment name, value) pairs of a run's valid, error-free Feedback."""
     values: dict[str, list[float]] = defaultdict(list)
@@ -66,5 +71,11 @@ def compute_metrics(
     metrics: dict[str, float] = {}
     for name in sorted(values):
         for aggregation in (aggregations or {}).get(name) or DEFAULT_AGGREGATIONS:
-            metrics[f"{name}/{aggregation}"] = aggregate(values[name], aggregation)
+            if isinstance(aggregation, str):
+                metrics[f"{name}/{aggregation}"] = aggregate(values[name], aggregation)
+                continue
+            try:
+                metrics[f"{name}/{aggregation.__name__}"] = float(aggregation(list(values[name])))
+            except Exception:  # as MLflow: a failing custom aggregation is logged and left out
+                logger.exception("aggregation %r of %s failed", aggregation, name)
     return metrics

@@ -205,7 +205,7 @@ def run_metrics(run: EvaluationRun, scorers: list[ScorerInfo]) -> dict[str, floa
         )
         .values_list("name", "value")
     )
-    aggregations = {info.name: list(info.aggregations) for info in scorers}
+    aggregations = {info.name: list(info.scorer.aggregations or ()) for info in scorers}
     return compute_metrics(feedback.iterator(chunk_size=5000), aggregations)
 
 

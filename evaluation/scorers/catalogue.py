@@ -50,7 +50,8 @@ class ScorerInfo:
     aggregations: tuple[str, ...]
     docstring: str
     digest: str
-    scorer: Any = field(repr=False, compare=False)
+    timeout: float | None = None
+    scorer: Any = field(repr=False, compare=False, default=None)
 
     @property
     def version(self) -> dict[str, str]:
@@ -109,6 +110,12 @@ def _docstring(scorer: Any) -> str:
     return inspect.cleandoc(text or "")
 
 
+def _timeout(scorer: Any) -> float | None:
+    """The scorer's own ``@scorer(timeout=…)`` in seconds, when it set one (``SCORER_TIMEOUT_SECONDS`` caps it)."""
+    timeout = getattr(scorer, "timeout", None)
+    return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None
+
+
 def scorer_digest(scorer: Any) -> str:
     """MLflow's definition digest (``sha256:…``), or a sha256 of the scorer's source code when it has none."""
     from mlflow.genai.scorers.scorer_utils import get_scorer_definition_digest
@@ -124,13 +131,15 @@ def scorer_digest(scorer: Any) -> str:
 
 
 def describe(scorer: Any, module: str) -> ScorerInfo:
+    aggs = scorer.aggregations or ()
     return ScorerInfo(
         name=scorer.name,
         module=module,
         arguments=_arguments(scorer),
-        aggregations=tuple(str(a) for a in scorer.aggregations or ()),
+        aggregations=tuple(a if isinstance(a, str) else getattr(a, "__name__", "custom") for a in aggs),
         docstring=_docstring(scorer),
         digest=scorer_digest(scorer),
+        timeout=_timeout(scorer),
         scorer=scorer,
     )
 

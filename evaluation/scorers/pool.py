@@ -17,7 +17,9 @@ from typing import Any
 
 
 class ScorerTimeout(TimeoutError):
-    pass
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"timed out after {seconds:g} seconds")
 
 
 _STOP = object()
@@ -29,7 +31,7 @@ class CallPool:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[tuple[Hashable, bool, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._running: dict[int, tuple[Hashable, float]] = {}
+        self._running: dict[int, tuple[Hashable, float, float]] = {}  # thread -> (call, deadline, timeout)
         self._abandoned: set[int] = set()
         self._threads: list[threading.Thread] = []
         for _ in range(workers):
@@ -46,9 +48,9 @@ class CallPool:
             job = self._jobs.get()
             if job is _STOP:
                 return
-            key, function = job
+            key, function, timeout = job
             with self._lock:
-                self._running[me] = (key, time.monotonic())
+                self._running[me] = (key, time.monotonic() + timeout, timeout)
             try:
                 outcome = (key, True, function())
             except BaseException as error:  # a scorer may raise anything; it becomes its trace's error
@@ -60,12 +62,18 @@ class CallPool:
                     return
             self._results.put(outcome)
 
-    def run(self, calls: Iterable[tuple[Hashable, Callable[[], Any]]]) -> dict[Hashable, tuple[bool, Any]]:
-        """Call every function; ``{key: (True, value) | (False, exception)}`` once all returned or timed out."""
+    def run(
+        self, calls: Iterable[tuple[Hashable, Callable[[], Any]] | tuple[Hashable, Callable[[], Any], float]]
+    ) -> dict[Hashable, tuple[bool, Any]]:
+        """Call every function; ``{key: (True, value) | (False, exception)}`` once all returned or timed out.
+
+        A call may bring its own deadline in seconds (at most the pool's ``timeout``).
+        """
         pending = 0
-        for key, function in calls:
+        for key, function, *deadline in calls:
             context = copy_context()
-            self._jobs.put((key, lambda f=function, c=context: c.run(f)))
+            timeout = min(deadline[0], self.timeout) if deadline and deadline[0] else self.timeout
+            self._jobs.put((key, lambda f=function, c=context: c.run(f), timeout))
             pending += 1
         done: dict[Hashable, tuple[bool, Any]] = {}
         while len(done) < pending:
@@ -79,19 +87,21 @@ class CallPool:
 
     def _next_wait(self) -> float:
         with self._lock:
-            starts = [start for _, start in self._running.values()]
-        if not starts:
+            deadlines = [deadline for _, deadline, _ in self._running.values()]
+        if not deadlines:
             return self.timeout
-        return max(0.001, min(starts) + self.timeout - time.monotonic())
+        return max(0.001, min(deadlines) - time.monotonic())
 
     def _expire(self, done: dict[Hashable, tuple[bool, Any]]) -> None:
         now = time.monotonic()
         with self._lock:
-            late = [(ident, key) for ident, (key, start) in self._running.items() if now - start >= self.timeout]
-            for ident, key in late:
+            late = [
+                (ident, key, seconds) for ident, (key, deadline, seconds) in self._running.items() if now >= deadline
+            ]
+            for ident, key, seconds in late:
                 del self._running[ident]
                 self._abandoned.add(ident)
-                done[key] = (False, ScorerTimeout(f"timed out after {self.timeout:g} seconds (SCORER_TIMEOUT_SECONDS)"))
+                done[key] = (False, ScorerTimeout(seconds))
         for _ in late:
             self._start_worker()
 

@@ -173,7 +173,7 @@ def score_items(
 ) -> dict[int, list[FeedbackResult]]:
     """Every scorer on every item, in parallel; per trace, its results once all its scorers finished."""
     calls = (
-        ((index, position), lambda info=info, item=item: _call(info, item))
+        ((index, position), lambda info=info, item=item: _call(info, item), info.timeout)
         for index, item in enumerate(items)
         for position, info in enumerate(scorers)
     )

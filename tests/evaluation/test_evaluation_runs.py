@@ -64,6 +64,14 @@ def test_a_filter_run_through_the_task_backend_scores_every_trace_and_stores_met
     assert run.started_at <= run.finished_at
 
 
+def test_custom_aggregations_reach_the_run_metrics(db: None) -> None:
+    _traces(3)
+    run = start_evaluation_run(scorer_names=["answer_chars"], filter_string="", experiment="Support", enqueue=False)
+    run = execute_run(run.pk)
+    assert set(run.metrics) == {"answer_chars/mean", "answer_chars/spread"}
+    assert run.metrics["answer_chars/spread"] == 10.0  # "answer" (6 characters) .. "answer word word" (16)
+
+
 def test_a_session_run_scores_the_sessions_copies(db: None) -> None:
     traces = _traces(3)
     schema = LabelSchema.objects.get(name="expected_response")

@@ -53,3 +53,14 @@ def test_names_with_only_excluded_values_have_no_metric() -> None:
 def test_an_unknown_aggregation_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown aggregation 'p99'"):
         compute_metrics([("s", 1)], {"s": ["p99"]})
+
+
+def test_a_custom_aggregation_function_is_named_after_it_and_a_failing_one_is_left_out() -> None:
+    def spread(values: list[float]) -> float:
+        return max(values) - min(values)
+
+    def broken(values: list[float]) -> float:
+        raise RuntimeError("no")
+
+    metrics = compute_metrics([("s", 1), ("s", 4)], {"s": ["mean", spread, broken]})
+    assert metrics == {"s/mean": 2.5, "s/spread": 3.0}

@@ -36,6 +36,7 @@ def test_functions_and_scorer_instances_are_found_with_signature_and_docstring()
     assert catalogue.get("exact_answer").arguments == ("outputs", "expectations")
     assert catalogue.get("exact_answer").docstring == "True when the response is the expected response."
     assert catalogue.get("several").arguments == ("inputs", "outputs")
+    assert catalogue.get("answer_chars").aggregations == ("mean", "spread")
     keyword = catalogue.get("keyword")
     assert keyword.arguments == ("outputs",) and "keyword" in keyword.docstring
     assert all(info.digest.startswith("sha256:") for info in catalogue.scorers.values())

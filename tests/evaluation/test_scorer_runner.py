@@ -151,3 +151,23 @@ def test_pool_returns_every_result_and_exception(workers: int) -> None:
         outcome = pool.run([(i, (lambda i=i: i * 2) if i % 5 else boom) for i in range(50)])
     assert len(outcome) == 50
     assert outcome[3] == (True, 6) and isinstance(outcome[5][1], ValueError)
+
+
+def test_a_scorers_own_timeout_is_kept_under_the_setting(db: None) -> None:
+    trace = make_trace()
+    started = time.monotonic()
+    _, results = _score([trace], FAILING, ["own_deadline", "fine"], timeout=20)
+    assert time.monotonic() - started < 5
+    found = _by_name(results[trace.pk])
+    assert found["own_deadline"].error["error_code"] == "TIMEOUT"
+    assert found["own_deadline"].error["error_message"] == "timed out after 0.3 seconds"
+
+
+def test_a_trace_without_spans_is_scored_with_empty_arguments(db: None) -> None:
+    trace = make_trace(n_spans=0)
+    trace.spans.all().delete()
+    _, results = _score([trace], SHAPES, ["span_count", "answer_words", "several"])
+    found = _by_name(results[trace.pk])
+    assert found["span_count"].value == 0
+    assert found["has_question"].value is False and found["has_answer"].value is False
+    assert found["span_count"].span_id == ""

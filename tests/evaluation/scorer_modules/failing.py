@@ -24,3 +24,9 @@ def returns_dict(outputs):
 @scorer
 def fine(outputs) -> bool:
     return True
+
+
+@scorer(timeout=0.3)
+def own_deadline(outputs) -> bool:
+    time.sleep(10)
+    return True

@@ -50,3 +50,12 @@ class KeywordScorer(Scorer):
 
 
 keyword = KeywordScorer(name="keyword")
+
+
+def spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+@scorer(aggregations=["mean", spread])
+def answer_chars(outputs) -> int:
+    return len(str(outputs))
