@@ -16,6 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# mlflow-skinny (scorers, imported lazily by evaluation code) sends nothing anywhere and fetches no model catalogue.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
+
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
@@ -178,6 +182,13 @@ TRACE_ADD_BACKGROUND_THRESHOLD = int(os.environ.get("TRACE_ADD_BACKGROUND_THRESH
 DATASET_FROM_TRACES_PAGE_LIMIT = env_int("DATASET_FROM_TRACES_PAGE_LIMIT", 10_000, minimum=1)
 # A queued or running add with no progress for this long can be retried (its worker was stopped).
 TRACE_ADD_STALLED_SECONDS = int(os.environ.get("TRACE_ADD_STALLED_SECONDS", "600"))
+
+# Scorers: Python modules whose mlflow.genai @scorer functions and Scorer instances evaluation runs can use.
+SCORER_MODULES = env_list("SCORER_MODULES", "evaluation.example_scorers")
+# One scorer call on one trace may take this long before it is recorded as a timeout error.
+SCORER_TIMEOUT_SECONDS = env_int("SCORER_TIMEOUT_SECONDS", 60, minimum=1, maximum=86_400)
+# Scorer calls run in this many threads.
+SCORER_WORKERS = env_int("SCORER_WORKERS", 4, minimum=1, maximum=256)
 
 # Content-Security-Policy: everything from our own origin; htmx is vendored.
 CONTENT_SECURITY_POLICY = {
