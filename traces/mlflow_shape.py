@@ -134,7 +134,9 @@ def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assess
         info["execution_duration_ms"] = trace.execution_duration_ms
     if trace.client_request_id:
         info["client_request_id"] = trace.client_request_id
-    ordered = sorted(spans, key=lambda s: (s.start_time_ns, s.span_id))
+    # Root first: MLflow takes the first span without a parent as the root, and copy_trace_to_experiment
+    # (mlflow.genai.evaluate cloning a trace) needs it before its children, even one that started earlier.
+    ordered = sorted(spans, key=lambda s: (bool(s.parent_id), s.start_time_ns, s.span_id))
     return {"info": info, "data": {"spans": [span_dict(s, trace_id=trace.trace_id, otel_id=otel_id) for s in ordered]}}
 
 

@@ -272,3 +272,16 @@ def test_session_copies_are_not_an_experiment_selection(db: None, tmp_path: Path
     session: LabelingSession = make_labeled_session()
     code, _, err = export("--experiment", session.experiment.name, "--output", str(tmp_path / "out.jsonl"))
     assert code == 1 and f"no experiment named “{session.experiment.name}”" in err
+
+
+def test_root_span_comes_first_even_when_a_child_started_earlier(db: None, tmp_path: Path) -> None:
+    """mlflow.genai.evaluate clones a trace span by span and needs the root before its children."""
+    experiment = Experiment.objects.create(name="Skewed")
+    trace = make_trace(experiment=experiment, n_spans=3)
+    root = trace.spans.get(parent_id="")
+    trace.spans.exclude(pk=root.pk).update(start_time_ns=root.start_time_ns - 5_000)
+    path = tmp_path / "out.jsonl"
+    assert export("--experiment", "Skewed", "--output", str(path))[0] == 0
+    (row,) = read_jsonl(path)
+    assert row["spans"][0]["parent_span_id"] is None
+    assert row["request"] == root.inputs
