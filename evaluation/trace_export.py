@@ -64,6 +64,7 @@ class TraceExportStats:
     traces: int = 0
     spans: int = 0
     assessments: int = 0
+    spanless: int = 0  # traces stored without spans: MLflow finds no root span, so evaluate cannot score them
 
 
 def _experiment(name: str) -> QuerySet[Trace]:
@@ -167,6 +168,7 @@ def _rows_for(pks: list[int], stats: TraceExportStats, on_trace: Callable[[], No
         row = dataframe_row(shaped[pk])
         stats.traces += 1
         stats.spans += len(row["spans"])
+        stats.spanless += not row["spans"]
         stats.assessments += len(row["assessments"])
         if on_trace:
             on_trace()

@@ -285,3 +285,39 @@ def test_root_span_comes_first_even_when_a_child_started_earlier(db: None, tmp_p
     (row,) = read_jsonl(path)
     assert row["spans"][0]["parent_span_id"] is None
     assert row["request"] == root.inputs
+
+
+def test_a_trace_whose_root_was_never_exported_gets_its_outermost_orphan_as_root(db: None, tmp_path: Path) -> None:
+    from mlflow.entities import Trace as MlflowTrace
+
+    experiment = Experiment.objects.create(name="Orphans")
+    trace = make_trace(experiment=experiment, n_spans=3)
+    root = trace.spans.get(parent_id="")
+    trace.spans.filter(parent_id=root.span_id).update(parent_id="feedfacefeedface")
+    root.delete()
+    path = tmp_path / "out.jsonl"
+    assert export("--experiment", "Orphans", "--output", str(path))[0] == 0
+    (row,) = read_jsonl(path)
+    parsed = MlflowTrace.from_json(row["trace"])
+    assert [s.parent_id for s in parsed.data.spans].count(None) == 1
+    assert parsed.data.spans[0].parent_id is None
+
+
+def test_spanless_traces_are_exported_with_a_warning(db: None, tmp_path: Path) -> None:
+    experiment = Experiment.objects.create(name="Info only")
+    make_trace(experiment=experiment).spans.all().delete()
+    path = tmp_path / "out.jsonl"
+    code, _, err = export("--experiment", "Info only", "--output", str(path))
+    assert code == 0 and read_jsonl(path)[0]["spans"] == []
+    assert "warning: 1 trace without spans" in err and "cannot score them" in err
+
+
+def test_our_own_experiments_get_an_id_no_mlflow_experiment_has(db: None, tmp_path: Path) -> None:
+    """mlflow.genai.evaluate treats a trace "already in the current experiment" as stored there."""
+    experiment = Experiment.objects.create(name="Ours")
+    make_trace(experiment=experiment)
+    path = tmp_path / "out.jsonl"
+    assert export("--experiment", "Ours", "--output", str(path))[0] == 0
+    location = json.loads(read_jsonl(path)[0]["trace"])["info"]["trace_location"]
+    assert location["type"] == "MLFLOW_EXPERIMENT"
+    assert location["mlflow_experiment"] == {"experiment_id": f"reviewapp-{experiment.pk}"}

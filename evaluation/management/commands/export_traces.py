@@ -86,6 +86,11 @@ class Command(BaseCommand):
                 write_atomically(Path(options["output"]), lambda out: self._stream(rows(), out))
         finally:
             bar.close()
+        if stats.spanless:
+            self.stderr.write(
+                f"warning: {stats.spanless} trace{'s' * (stats.spanless != 1)} without spans (imported from trace "
+                "info only): MLflow finds no root span in them, so mlflow.genai.evaluate cannot score them"
+            )
         seconds = time.perf_counter() - started
         summary = (
             f"{stats.traces} traces ({stats.spans} spans, {stats.assessments} assessments) from "
