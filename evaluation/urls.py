@@ -9,4 +9,5 @@ urlpatterns = [
     path("<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("<int:pk>/download.<str:fmt>", views.dataset_download, name="dataset_download"),
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
+    path("traces.jsonl", views.traces_download, name="traces_download"),
 ]
