@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import orjson
@@ -78,3 +79,92 @@ class DatasetRecord(models.Model):
             "tags": self.tags,
             "source": {"source_type": self.source_type, "source_data": self.source_data},
         }
+
+
+class RunSource(models.TextChoices):
+    DATASET = "dataset", "Dataset"
+    SESSION = "session", "Labeling session"
+    FILTER = "filter", "Filter over an experiment"
+    PREDICT = "predict", "Predict function over a dataset"
+    MLFLOW = "mlflow", "Made by mlflow.genai.evaluate (imported)"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+def new_run_id() -> str:
+    """A run id as MLflow writes them: 32 hex characters."""
+    return uuid.uuid4().hex
+
+
+class EvaluationRun(models.Model):
+    """Scorers run over a set of traces, with MLflow-style aggregate metrics (``<assessment name>/<agg>``).
+
+    Its results are CODE Feedback assessments on the traces whose metadata
+    ``mlflow.assessment.sourceRunId`` is ``run_id``; ``EvaluationRunTrace`` lists the traces it covers.
+    """
+
+    run_id = models.CharField(max_length=64, unique=True, default=new_run_id)
+    name = models.CharField(max_length=200)
+    source_kind = models.CharField(max_length=16, choices=RunSource.choices)
+    dataset = models.ForeignKey(EvaluationDataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    session = models.ForeignKey(
+        "labeling.LabelingSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    experiment = models.ForeignKey(
+        "traces.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filter_string = models.TextField(blank=True, default="")
+    predict_fn = models.CharField(max_length=300, blank=True, default="", help_text="module:function (predict runs).")
+    source_label = models.CharField(max_length=300, blank=True, default="", help_text="What it ran on, as named then.")
+    scorers = models.JSONField(default=list, help_text="[{name, digest, module}]: the scorer versions it ran.")
+    app_version = models.CharField(max_length=255, blank=True, default="", help_text="Model id or version tag.")
+    status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="evalrun_status_created_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def scorer_names(self) -> list[str]:
+        return [scorer["name"] for scorer in self.scorers]
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class EvaluationRunTrace(models.Model):
+    """A trace a run scores (and the dataset record it stands for, when there is one); ``scored`` once written."""
+
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="run_traces")
+    trace = models.ForeignKey("traces.Trace", on_delete=models.CASCADE, related_name="+")
+    record = models.ForeignKey(DatasetRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    scored = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [models.UniqueConstraint(fields=["run", "trace"], name="evalrun_trace_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.run} / {self.trace_id}"

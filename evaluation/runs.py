@@ -1,0 +1,252 @@
+"""Evaluation runs: start one over a dataset, a labeling session or a filter string, run it batch by batch.
+
+``start_evaluation_run`` checks everything a user can get wrong (unknown scorer, session,
+dataset or experiment, a bad filter string, nothing to score) before it writes anything, and
+raises ``RunInputError`` with a one-line message. ``execute_run`` is what the background task and
+``manage.py evaluate`` call: it resumes after the last written batch (a killed worker's batch
+runs again without duplicates), stops at a cancel between batches, and computes the metrics from
+the run's stored Feedback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, QuerySet, TextField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from labeling.models import LabelingSession, ReviewItem
+from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, Trace
+
+from .metrics import compute_metrics
+from .models import EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
+from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
+from .scorers.runner import SOURCE_RUN_KEY, build_items, new_pool, score_items, write_results
+
+BATCH_SIZE = 250
+logger = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+class RunInputError(ValueError):
+    """What the user asked for cannot run; the message is one line for a page or the command line."""
+
+
+def _pick_scorers(names: list[str]) -> list[ScorerInfo]:
+    if not names:
+        raise RunInputError("name at least one scorer")
+    try:
+        return load_catalogue().pick(names)
+    except ScorerError as error:
+        raise RunInputError(str(error)) from error
+
+
+def _dataset_targets(dataset: EvaluationDataset) -> list[tuple[int, int | None]]:
+    """(trace pk, record pk) for the records whose source trace is stored here."""
+    records = list(dataset.records.order_by("id").values_list("pk", "source_data"))
+    trace_ids = {data.get("trace_id") for _, data in records if isinstance(data, dict) and data.get("trace_id")}
+    pks = dict(Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "pk"))
+    targets: dict[int, int | None] = {}
+    for record_pk, data in records:
+        trace_pk = pks.get(data.get("trace_id")) if isinstance(data, dict) else None
+        if trace_pk is not None:
+            targets.setdefault(trace_pk, record_pk)
+    return list(targets.items())
+
+
+def _targets(
+    *, dataset: str | None, session: str | None, filter_string: str | None, experiment: str | None
+) -> tuple[str, dict[str, Any], list[tuple[int, int | None]]]:
+    chosen = [kind for kind, value in (("dataset", dataset), ("session", session)) if value is not None]
+    if filter_string is not None:
+        chosen.append("filter")
+    if len(chosen) != 1:
+        raise RunInputError("give exactly one of a dataset, a labeling session, or a filter string with an experiment")
+    if dataset is not None:
+        found = EvaluationDataset.objects.filter(name=dataset).first()
+        if found is None:
+            raise RunInputError(f"no dataset named {dataset!r}")
+        targets = _dataset_targets(found)
+        if not targets:
+            raise RunInputError(f"dataset {dataset!r} has no records whose source trace is stored here")
+        return RunSource.DATASET, {"dataset": found, "source_label": found.name}, targets
+    if session is not None:
+        labeling = LabelingSession.objects.filter(name=session).first()
+        if labeling is None:
+            raise RunInputError(f"no labeling session named {session!r}")
+        pks = list(ReviewItem.objects.filter(session=labeling).order_by("position").values_list("trace_id", flat=True))
+        if not pks:
+            raise RunInputError(f"labeling session {session!r} has no traces")
+        return RunSource.SESSION, {"session": labeling, "source_label": labeling.name}, [(pk, None) for pk in pks]
+    from traces.search import FilterError, search_traces
+
+    if not experiment:
+        raise RunInputError("a filter string needs an experiment (--experiment NAME)")
+    found_experiment = Experiment.objects.filter(name=experiment).first()
+    if found_experiment is None:
+        raise RunInputError(f"no experiment named {experiment!r}")
+    try:
+        queryset = search_traces(Trace.objects.in_experiment(found_experiment), filter_string)
+        pks = list(queryset.values_list("pk", flat=True))
+    except FilterError as error:
+        raise RunInputError(f"bad filter string: {error}") from error
+    if not pks:
+        raise RunInputError(f"no trace of experiment {experiment!r} matches the filter")
+    label = f"{experiment}: {filter_string}" if filter_string else experiment
+    source = {"experiment": found_experiment, "filter_string": filter_string, "source_label": label[:300]}
+    return RunSource.FILTER, source, [(pk, None) for pk in pks]
+
+
+def _app_version(trace_pks: list[int]) -> str:
+    """The traces' model id when they all share one."""
+    versions = list(Trace.objects.filter(pk__in=trace_pks).order_by().values_list("model_id", flat=True).distinct()[:2])
+    return versions[0] if len(versions) == 1 else ""
+
+
+def start_evaluation_run(
+    *,
+    scorer_names: list[str],
+    name: str = "",
+    dataset: str | None = None,
+    session: str | None = None,
+    filter_string: str | None = None,
+    experiment: str | None = None,
+    app_version: str | None = None,
+    started_by: AbstractBaseUser | None = None,
+    enqueue: bool = True,
+) -> EvaluationRun:
+    """Create a queued run (and, with ``enqueue``, its background task). Raises ``RunInputError``."""
+    scorers = _pick_scorers(scorer_names)
+    kind, source, targets = _targets(
+        dataset=dataset, session=session, filter_string=filter_string, experiment=experiment
+    )
+    trace_pks = [pk for pk, _ in targets]
+    with transaction.atomic():
+        run = EvaluationRun.objects.create(
+            name=(name or f"{source['source_label']} · {timezone.now():%Y-%m-%d %H:%M}")[:200],
+            source_kind=kind,
+            scorers=[{**info.version, "module": info.module} for info in scorers],
+            app_version=app_version if app_version is not None else _app_version(trace_pks),
+            progress_total=len(targets),
+            started_by=started_by if started_by is not None and started_by.is_authenticated else None,
+            **source,
+        )
+        EvaluationRunTrace.objects.bulk_create(
+            [EvaluationRunTrace(run=run, trace_id=pk, record_id=record) for pk, record in targets], batch_size=2000
+        )
+        if enqueue:
+            from .tasks import run_evaluation
+
+            transaction.on_commit(lambda: run_evaluation.enqueue(run_pk=run.pk))
+    return run
+
+
+def cancel_evaluation_run(*, run: EvaluationRun) -> bool:
+    """Stop a queued or running run after its current batch; False when it had already ended."""
+    with transaction.atomic():
+        changed = EvaluationRun.objects.filter(pk=run.pk, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now()
+        )
+    return bool(changed)
+
+
+def _scorers_of(run: EvaluationRun) -> list[ScorerInfo]:
+    """The run's scorers as they are now (a changed definition is recorded as the version that ran)."""
+    catalogue = load_catalogue()
+    scorers = catalogue.pick(run.scorer_names)
+    run.scorers = [{**info.version, "module": info.module} for info in scorers]
+    return scorers
+
+
+def _record_expectations(rows: list[EvaluationRunTrace]) -> dict[int, dict[str, Any]]:
+    return {row.trace_id: row.record.expectations for row in rows if row.record is not None and row.record.expectations}
+
+
+def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any) -> None:
+    items = build_items(
+        [row.trace_id for row in rows],
+        with_trace=any(info.takes_trace for info in scorers),
+        record_expectations=_record_expectations(rows),
+    )
+    results = score_items(items, scorers, run_id=run.run_id, pool=pool)
+    with transaction.atomic():
+        write_results(items, results, run_id=run.run_id)
+        EvaluationRunTrace.objects.filter(pk__in=[row.pk for row in rows]).update(scored=True)
+        # counted, not incremented: two workers on one run (a task enqueued twice) still count each trace once
+        done = EvaluationRunTrace.objects.filter(run=run, scored=True).count()
+        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done)
+
+
+def of_run(run: EvaluationRun) -> QuerySet[Assessment]:
+    """The Feedback this run wrote: on its traces, with its run id in the metadata (as MLflow tags them)."""
+    source_run = Cast(KT(f"metadata__{SOURCE_RUN_KEY}"), TextField())
+    return (
+        Assessment.objects.filter(trace_id__in=EvaluationRunTrace.objects.filter(run=run).values("trace_id"))
+        .annotate(source_run=source_run)
+        .filter(source_run=run.run_id)
+    )
+
+
+def run_metrics(run: EvaluationRun, scorers: list[ScorerInfo]) -> dict[str, float]:
+    """Metrics from the run's stored, error-free Feedback (so a resumed run counts every batch once)."""
+    feedback = (
+        of_run(run)
+        .filter(
+            kind=AssessmentKind.FEEDBACK,
+            source_type=AssessmentSource.CODE,
+            error__isnull=True,
+            valid=True,
+        )
+        .values_list("name", "value")
+    )
+    aggregations = {info.name: list(info.scorer.aggregations or ()) for info in scorers}
+    return compute_metrics(feedback.iterator(chunk_size=5000), aggregations)
+
+
+def execute_run(run_pk: int, *, on_progress: Progress | None = None) -> EvaluationRun | None:
+    """Score the run's traces that are not scored yet, batch by batch, then store its metrics."""
+    run = EvaluationRun.objects.filter(pk=run_pk).first()
+    if run is None or run.status in (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED):
+        return run
+    try:
+        scorers = _scorers_of(run)
+    except ScorerError as error:
+        return _end(run, RunStatus.FAILED, error=str(error))
+    EvaluationRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, started_at=run.started_at or timezone.now(), scorers=run.scorers
+    )
+    pending = EvaluationRunTrace.objects.filter(run=run, scored=False).select_related("record").order_by("id")
+    try:
+        with new_pool() as pool:
+            while rows := list(pending[:BATCH_SIZE]):
+                if EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists():
+                    run.refresh_from_db()
+                    return run
+                _score_batch(run, rows, scorers, pool)
+                if on_progress is not None:
+                    on_progress(len(rows), run.progress_total)
+        metrics = run_metrics(run, scorers)
+    except Exception as error:  # our side failed (not a scorer: those give error Feedback); say so on the run
+        logger.exception("evaluation run %s failed", run.pk)
+        return _end(run, RunStatus.FAILED, error=f"{type(error).__name__}: {error}")
+    return _end(run, RunStatus.FINISHED, metrics=metrics)
+
+
+def _end(run: EvaluationRun, status: str, *, error: str = "", metrics: dict[str, float] | None = None) -> EvaluationRun:
+    EvaluationRun.objects.filter(pk=run.pk).exclude(status=RunStatus.CANCELLED).update(
+        status=status, finished_at=timezone.now(), error=error[:2000], metrics=metrics or {}
+    )
+    run.refresh_from_db()
+    return run
+
+
+def run_errors(run: EvaluationRun) -> dict[str, int]:
+    """Error Feedback per scorer in this run."""
+    rows = of_run(run).filter(error__isnull=False).values("source_id").annotate(count=Count("id")).order_by("source_id")
+    return {row["source_id"]: row["count"] for row in rows}
