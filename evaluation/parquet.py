@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -70,21 +70,22 @@ class ParquetLayout:
 class _ColumnTypes:
     """Folds each batch into one Arrow type per column; a column whose values clash becomes text."""
 
-    def __init__(self) -> None:
-        self.types: dict[str, pa.DataType] = {c: pa.null() for c in COLUMNS}
+    def __init__(self, columns: Sequence[str] = COLUMNS, keyed_columns: Sequence[str] = KEYED_COLUMNS) -> None:
+        self.columns = list(columns)
+        self.types: dict[str, pa.DataType] = {c: pa.null() for c in self.columns}
         self.clashing: set[str] = set()
         self.records = 0
-        self.keys: dict[str, Counter[str]] = {c: Counter() for c in KEYED_COLUMNS}
+        self.keys: dict[str, Counter[str]] = {c: Counter() for c in keyed_columns}
 
     def add(self, batch: list[dict[str, Any]]) -> pa.Table:
         """The batch as Arrow columns of their own inferred types (nulls for a column that clashes)."""
         self.records += len(batch)
-        for column in KEYED_COLUMNS:
+        for column in self.keys:
             for record in batch:
                 if isinstance(record[column], dict):
                     self.keys[column].update(record[column].keys())
         arrays = {}
-        for column in COLUMNS:
+        for column in self.columns:
             array = None if column in self.clashing else self._fold(column, [record[column] for record in batch])
             arrays[column] = pa.nulls(len(batch)) if array is None else array
         return pa.table(arrays)
@@ -105,7 +106,7 @@ class _ColumnTypes:
     def layout(self) -> ParquetLayout:
         fields: list[pa.Field] = []
         dropped: list[str] = []
-        for column in COLUMNS:
+        for column in self.columns:
             if column in self.clashing:
                 fields.append(pa.field(column, pa.string()))
             else:
@@ -118,7 +119,7 @@ class _ColumnTypes:
             for column, counts in self.keys.items()
             if column not in self.clashing and any(seen < self.records for seen in counts.values())
         }
-        return ParquetLayout(pa.schema(fields), sorted(self.clashing, key=COLUMNS.index), dropped, sparse)
+        return ParquetLayout(pa.schema(fields), sorted(self.clashing, key=self.columns.index), dropped, sparse)
 
 
 def _storable(kind: pa.DataType, path: str, dropped: list[str]) -> pa.DataType | None:
@@ -192,14 +193,23 @@ def _spooled_tables(spool: IO[bytes]) -> Iterator[pa.Table]:
         yield pa.ipc.open_stream(data).read_all()
 
 
-def write_parquet(make_records: Callable[[], Iterable[dict[str, Any]]], out: IO[bytes]) -> ParquetLayout:
+def write_parquet(
+    make_records: Callable[[], Iterable[dict[str, Any]]],
+    out: IO[bytes],
+    *,
+    columns: Sequence[str] = COLUMNS,
+    keyed_columns: Sequence[str] = KEYED_COLUMNS,
+) -> ParquetLayout:
     """Write the records to ``out``; memory stays flat however many there are.
+
+    ``columns`` are the records' keys in file order (an evaluation dataset's by default);
+    ``keyed_columns`` those whose dict keys vary by record, reported in ``ParquetLayout.sparse_keys``.
 
     The records are read once. Each batch is spooled as Arrow columns while every column's type
     is worked out, then cast to those types and written. The records are spooled as JSON lines
     too, for a column that ends up as text.
     """
-    types = _ColumnTypes()
+    types = _ColumnTypes(columns, keyed_columns)
     with tempfile.TemporaryFile() as arrow_spool, tempfile.TemporaryFile() as json_spool:
         for batch in _batches(make_records(), BATCH):
             json_spool.write(b"".join(jsonl_line(r) for r in batch))

@@ -10,4 +10,5 @@ urlpatterns = [
     path("<int:pk>/download.<str:fmt>", views.dataset_download, name="dataset_download"),
     path("from-traces/", views.dataset_from_traces, name="from_traces"),
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
+    path("traces.jsonl", views.traces_download, name="traces_download"),
 ]

@@ -12,7 +12,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import content_disposition_header
@@ -22,14 +29,23 @@ from labeling.access import is_lead_anywhere
 from labeling.models import LabelingSession
 from labeling.views.access import admin_required, deny
 from traces.access import can_explore_traces, visible_traces
-from traces.search import TraceFilterForm
+from traces.search import TraceFilterForm, TraceListForm
 
 from . import services
-from .exporters import INCLUSION_RULE, ExportError, ExportStats, labeled_counts, lines, nothing_to_export
+from .exporters import (
+    INCLUSION_RULE,
+    ExportError,
+    ExportStats,
+    jsonl_line,
+    labeled_counts,
+    lines,
+    nothing_to_export,
+)
 from .forms import DatasetFromTracesForm, SaveDatasetForm
 from .models import EvaluationDataset
 from .parquet import write_parquet
 from .rendering import record_views
+from .trace_export import TraceSelection, trace_rows
 
 RECORDS_PER_PAGE = 50
 DATASET_NAMES_OFFERED = 200
@@ -225,3 +241,26 @@ def traces_saved_message(dataset: EvaluationDataset, merged: services.MergeResul
         f"Saved {read} trace{'s' if read != 1 else ''} to “{dataset.name}”: "
         f"{merged.created} new records, {merged.updated} updated{shared}."
     )
+
+
+@login_required
+@require_GET
+def traces_download(request: HttpRequest) -> HttpResponse:
+    """The trace explorer's current filter as MLflow traces (the ``export_traces`` JSONL), streamed.
+
+    Who may open the explorer (admins and session leads) may download what it lists; others get 404.
+    """
+    if not can_explore_traces(request.user):
+        raise Http404("No such page.")
+    traces = visible_traces(request.user).explorable()
+    form = TraceListForm(request.GET or None, versions_of=traces)
+    if form.is_bound:
+        if not form.is_valid():
+            problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+            return HttpResponseBadRequest(f"Nothing exported: {problems}", content_type="text/plain; charset=utf-8")
+        traces = form.filter(traces)
+    selection = TraceSelection(traces.order_by(*form.ordering()), "the trace explorer's filter")
+    rows = (jsonl_line(row) for row in trace_rows(selection))
+    response = StreamingHttpResponse(rows, content_type=CONTENT_TYPES["jsonl"])
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename="mlflow-traces.jsonl")
+    return response

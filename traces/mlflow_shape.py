@@ -109,8 +109,10 @@ def assessment_dict(assessment: Assessment, *, trace_id: str) -> dict[str, Any]:
 
 
 def experiment_id_of(trace: Trace) -> str:
+    """The MLflow experiment the trace came from; else an id no MLflow experiment has (MLflow's are numbers):
+    ``mlflow.genai.evaluate`` takes a trace "from its own experiment" as already stored and logs to it."""
     experiment = trace.experiment
-    return experiment.mlflow_experiment_id or str(experiment.pk)
+    return experiment.mlflow_experiment_id or f"reviewapp-{experiment.pk}"
 
 
 def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
@@ -134,8 +136,18 @@ def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assess
         info["execution_duration_ms"] = trace.execution_duration_ms
     if trace.client_request_id:
         info["client_request_id"] = trace.client_request_id
-    ordered = sorted(spans, key=lambda s: (s.start_time_ns, s.span_id))
-    return {"info": info, "data": {"spans": [span_dict(s, trace_id=trace.trace_id, otel_id=otel_id) for s in ordered]}}
+    # Root first: MLflow takes the first span without a parent as the root, and copy_trace_to_experiment
+    # (mlflow.genai.evaluate cloning a trace) needs it before its children, even one that started earlier.
+    ordered = sorted(spans, key=lambda s: (bool(s.parent_id), s.start_time_ns, s.span_id))
+    rendered = [span_dict(s, trace_id=trace.trace_id, otel_id=otel_id) for s in ordered]
+    if ordered and ordered[0].parent_id:
+        # No span without a parent (its root was never exported): MLflow would find no root at all, so
+        # the first span whose parent is missing becomes it, as the trace page shows the trace.
+        ids = {s.span_id for s in ordered}
+        orphan = next((i for i, s in enumerate(ordered) if s.parent_id not in ids), None)
+        if orphan is not None:
+            rendered.insert(0, {**rendered.pop(orphan), "parent_span_id": None})
+    return {"info": info, "data": {"spans": rendered}}
 
 
 def trace_dicts(trace_pks: Collection[int]) -> dict[int, dict[str, Any]]:
