@@ -11,4 +11,5 @@ urlpatterns = [
     path("from-traces/", views.dataset_from_traces, name="from_traces"),
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
     path("traces.jsonl", views.traces_download, name="traces_download"),
+    path("scorers/", views.scorer_list, name="scorer_list"),
 ]

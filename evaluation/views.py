@@ -264,3 +264,18 @@ def traces_download(request: HttpRequest) -> HttpResponse:
     response = StreamingHttpResponse(rows, content_type=CONTENT_TYPES["jsonl"])
     response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename="mlflow-traces.jsonl")
     return response
+
+
+@admin_required
+@require_GET
+def scorer_list(request: HttpRequest) -> HttpResponse:
+    """The scorers evaluation runs can use (``SCORER_MODULES``); a module that fails to import is shown, not raised."""
+    from .scorers.catalogue import load_catalogue  # imports mlflow: only on this page
+
+    catalogue = load_catalogue()
+    context = {
+        "scorers": sorted(catalogue.scorers.values(), key=lambda s: (s.module, s.name)),
+        "errors": catalogue.errors,
+        "modules": settings.SCORER_MODULES,
+    }
+    return render(request, "evaluation/scorer_list.html", context)
