@@ -6,6 +6,7 @@ The HTTP ``POST /v1/traces`` endpoint of a later issue reuses :func:`parse_otlp_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -116,21 +117,15 @@ def _trace_from_spans(
     return check_trace(record)
 
 
-def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
-    """Group the spans of an ``ExportTraceServiceRequest`` by trace id into traces."""
-    resource_spans = _get(document, "resource_spans", "resourceSpans")
-    if not isinstance(resource_spans, list):
-        raise TraceFormatError("'resourceSpans' must be a list")
-    grouped: dict[str, tuple[list[SpanRecord], str, dict[str, str]]] = {}
-    index = 0
+def resource_span_groups(resource_spans: list[Any]) -> Iterator[tuple[dict[str, Any], list[Any]]]:
+    """Each scope's raw spans with their resource's attributes, checking the nesting on the way."""
     for resource_span in resource_spans:
         if not isinstance(resource_span, dict):
-            raise TraceFormatError("resourceSpans item must be an object")
+            raise TraceFormatError("a resourceSpans item must be an object")
         resource_object = resource_span.get("resource") or {}
         if not isinstance(resource_object, dict):
-            raise TraceFormatError("resource must be an object")
+            raise TraceFormatError("'resource' must be an object")
         resource = otlp_attributes(resource_object.get("attributes") or [])
-        tags = {str(k): str(v) for k, v in resource.items()}
         scopes = (
             _get(resource_span, "scope_spans", "scopeSpans") or resource_span.get("instrumentationLibrarySpans") or []
         )
@@ -140,19 +135,29 @@ def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
             raw_spans = scope.get("spans") or []
             if not isinstance(raw_spans, list):
                 raise TraceFormatError("'spans' of a scope must be a list")
-            for raw in raw_spans:
-                if not isinstance(raw, dict):
-                    raise TraceFormatError(f"span {index} is not an object")
-                otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")
-                request_id = decode_json_string(
-                    otlp_attributes(raw.get("attributes") or []).get("mlflow.traceRequestId")
-                )
-                span = span_from_otlp(raw, index, decode_strings=True)
-                spans, known_request_id, trace_tags = grouped.setdefault(otel_trace_id, ([], "", dict(tags)))
-                spans.append(span)
-                if request_id and not known_request_id:
-                    grouped[otel_trace_id] = (spans, str(request_id), trace_tags)
-                index += 1
+            yield resource, raw_spans
+
+
+def parse_otlp_request(document: dict[str, Any]) -> list[TraceRecord]:
+    """Group the spans of an ``ExportTraceServiceRequest`` by trace id into traces."""
+    resource_spans = _get(document, "resource_spans", "resourceSpans")
+    if not isinstance(resource_spans, list):
+        raise TraceFormatError("'resourceSpans' must be a list")
+    grouped: dict[str, tuple[list[SpanRecord], str, dict[str, str]]] = {}
+    index = 0
+    for resource, raw_spans in resource_span_groups(resource_spans):
+        tags = {str(k): str(v) for k, v in resource.items()}
+        for raw in raw_spans:
+            if not isinstance(raw, dict):
+                raise TraceFormatError(f"span {index} is not an object")
+            otel_trace_id = hex_id(_get(raw, "trace_id", "traceId"), what=f"span {index} trace id")
+            request_id = decode_json_string(otlp_attributes(raw.get("attributes") or []).get("mlflow.traceRequestId"))
+            span = span_from_otlp(raw, index, decode_strings=True)
+            spans, known_request_id, trace_tags = grouped.setdefault(otel_trace_id, ([], "", dict(tags)))
+            spans.append(span)
+            if request_id and not known_request_id:
+                grouped[otel_trace_id] = (spans, str(request_id), trace_tags)
+            index += 1
     if not grouped:
         raise TraceFormatError("the OTLP request holds no spans")
     return [_trace_from_spans(tid, spans, rid, tags) for tid, (spans, rid, tags) in grouped.items()]

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from .otlp import resource_span_groups
 from .records import TraceFormatError
 
 PROTOBUF = "application/x-protobuf"
@@ -181,34 +182,15 @@ def _pb_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _get(raw: dict[str, Any], snake: str, camel: str) -> Any:
-    return raw[snake] if snake in raw else raw.get(camel)
-
-
 def _spans_from_json(document: Any) -> Iterator[RawSpan]:
-    from .values import otlp_attributes
-
     if not isinstance(document, dict):
         raise TraceFormatError(f"expected a JSON object, got {type(document).__name__}")
-    resource_spans = _get(document, "resource_spans", "resourceSpans") or []
-    if not isinstance(resource_spans, list):
+    resource_spans = document["resource_spans"] if "resource_spans" in document else document.get("resourceSpans")
+    if not isinstance(resource_spans or [], list):
         raise TraceFormatError("'resourceSpans' must be a list")
-    for resource_span in resource_spans:
-        if not isinstance(resource_span, dict):
-            raise TraceFormatError("a resourceSpans item must be an object")
-        resource_object = resource_span.get("resource") or {}
-        if not isinstance(resource_object, dict):
-            raise TraceFormatError("'resource' must be an object")
-        resource = otlp_attributes(resource_object.get("attributes") or [])
-        scopes = _get(resource_span, "scope_spans", "scopeSpans") or []
-        if not isinstance(scopes, list) or not all(isinstance(scope, dict) for scope in scopes):
-            raise TraceFormatError("'scopeSpans' must be a list of objects")
-        for scope in scopes:
-            spans = scope.get("spans") or []
-            if not isinstance(spans, list):
-                raise TraceFormatError("'spans' of a scope must be a list")
-            for raw in spans:
-                yield RawSpan(raw, resource)
+    for resource, spans in resource_span_groups(resource_spans or []):
+        for raw in spans:
+            yield RawSpan(raw, resource)
 
 
 def encode_response(kind: str, rejected: int = 0, message: str = "") -> tuple[bytes, str]:
