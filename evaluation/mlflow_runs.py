@@ -4,7 +4,8 @@ Such traces carry their run id in the metadata ``mlflow.sourceRun`` and the scor
 ``mlflow.assessment.sourceRunId``. Each run id becomes an ``EvaluationRun`` of kind ``mlflow`` (its
 ``run_id`` is MLflow's) over those traces, with metrics recomputed from the imported Feedback
 (``mean`` for every name: MLflow does not store which aggregations a scorer asked for).
-Importing again updates the runs in place.
+Importing again updates the runs in place. A run id of a run made here (a predict run tags its traces
+the same way) is left alone. ``import_traces`` calls this after every import (``AFTER_TRACE_IMPORT``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ SOURCE_RUN_METADATA = "mlflow.sourceRun"
 def import_mlflow_runs() -> list[EvaluationRun]:
     """Create or refresh one run per MLflow run id found on stored traces."""
     source_run = Cast(KT(f"trace_metadata__{SOURCE_RUN_METADATA}"), TextField())
+    ours = EvaluationRun.objects.exclude(source_kind=RunSource.MLFLOW).values("run_id")
     rows = (
         Trace.objects.with_metadata(SOURCE_RUN_METADATA)
         .annotate(source_run=source_run)
+        .exclude(source_run__in=ours)  # a predict run's traces carry its run id too: that run is ours, not MLflow's
         .order_by("request_time", "id")
         .values_list("source_run", "pk", "model_id", "request_time")
     )

@@ -11,7 +11,8 @@ the run's stored Feedback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -22,14 +23,16 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from labeling.models import LabelingSession, ReviewItem
-from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, Trace
+from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, ExperimentKind, Trace
 
 from .metrics import compute_metrics
-from .models import EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
+from .models import DatasetRecord, EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
 from .scorers.runner import SOURCE_RUN_KEY, build_items, new_pool, score_items, write_results
 
 BATCH_SIZE = 250
+PREDICT_BATCH_SIZE = 50  # calls to the app are slow: a cancel waits for at most this many
+PREDICT_EXPERIMENT = "Evaluation runs"
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
@@ -103,6 +106,40 @@ def _targets(
     return RunSource.FILTER, source, [(pk, None) for pk in pks]
 
 
+def _predict_source(
+    predict_fn: str, *, dataset: str | None, experiment: str | None, other: tuple[str | None, ...]
+) -> tuple[str, dict[str, Any], list[tuple[int, int | None]], int]:
+    """A predict run: the dataset whose records it calls the app on, checked before anything is written."""
+    from .predict import PredictFunctionError, as_call_inputs, load_predict_fn
+
+    if dataset is None or any(value is not None for value in other):
+        raise RunInputError("a predict function runs over a dataset: give --dataset NAME (and no session or filter)")
+    found = EvaluationDataset.objects.filter(name=dataset).first()
+    if found is None:
+        raise RunInputError(f"no dataset named {dataset!r}")
+    try:
+        load_predict_fn(predict_fn)
+        total = 0
+        for inputs in found.records.values_list("inputs", flat=True).iterator(chunk_size=2000):
+            as_call_inputs(inputs)
+            total += 1
+    except PredictFunctionError as error:
+        raise RunInputError(str(error)) from error
+    if not total:
+        raise RunInputError(f"dataset {dataset!r} has no records")
+    target = experiment or PREDICT_EXPERIMENT
+    existing = Experiment.objects.filter(name=target).first()
+    if existing is not None and existing.kind != ExperimentKind.TRACES:
+        raise RunInputError(f"experiment {target!r} holds a labeling session's copies; name another experiment")
+    source = {
+        "dataset": found,
+        "predict_fn": predict_fn.strip()[:300],
+        "experiment": existing or target,
+        "source_label": f"{predict_fn.strip()} on {found.name}"[:300],
+    }
+    return RunSource.PREDICT, source, [], total
+
+
 def _app_version(trace_pks: list[int]) -> str:
     """The traces' model id when they all share one."""
     versions = list(Trace.objects.filter(pk__in=trace_pks).order_by().values_list("model_id", flat=True).distinct()[:2])
@@ -118,22 +155,36 @@ def start_evaluation_run(
     filter_string: str | None = None,
     experiment: str | None = None,
     app_version: str | None = None,
+    predict_fn: str | None = None,
     started_by: AbstractBaseUser | None = None,
     enqueue: bool = True,
 ) -> EvaluationRun:
-    """Create a queued run (and, with ``enqueue``, its background task). Raises ``RunInputError``."""
+    """Create a queued run (and, with ``enqueue``, its background task). Raises ``RunInputError``.
+
+    With ``predict_fn`` (``module:function``) the run calls the app on each record of ``dataset`` and
+    scores the traces that makes, stored in ``experiment`` (created if needed; "Evaluation runs" by default).
+    """
     scorers = _pick_scorers(scorer_names)
-    kind, source, targets = _targets(
-        dataset=dataset, session=session, filter_string=filter_string, experiment=experiment
-    )
-    trace_pks = [pk for pk, _ in targets]
+    if predict_fn is not None:
+        kind, source, targets, total = _predict_source(
+            predict_fn, dataset=dataset, experiment=experiment, other=(session, filter_string)
+        )
+        version = app_version or ""
+    else:
+        kind, source, targets = _targets(
+            dataset=dataset, session=session, filter_string=filter_string, experiment=experiment
+        )
+        total = len(targets)
+        version = app_version if app_version is not None else _app_version([pk for pk, _ in targets])
     with transaction.atomic():
+        if kind == RunSource.PREDICT and isinstance(source["experiment"], str):
+            source["experiment"] = Experiment.objects.get_or_create(name=source["experiment"])[0]
         run = EvaluationRun.objects.create(
             name=(name or f"{source['source_label']} · {timezone.now():%Y-%m-%d %H:%M}")[:200],
             source_kind=kind,
             scorers=[{**info.version, "module": info.module} for info in scorers],
-            app_version=app_version if app_version is not None else _app_version(trace_pks),
-            progress_total=len(targets),
+            app_version=version,
+            progress_total=total,
             started_by=started_by if started_by is not None and started_by.is_authenticated else None,
             **source,
         )
@@ -223,19 +274,85 @@ def execute_run(run_pk: int, *, on_progress: Progress | None = None) -> Evaluati
     )
     pending = EvaluationRunTrace.objects.filter(run=run, scored=False).select_related("record").order_by("id")
     try:
-        with new_pool() as pool:
-            while rows := list(pending[:BATCH_SIZE]):
+        with _predictor(run) as predict, new_pool() as pool:
+            while True:
                 if EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists():
                     run.refresh_from_db()
                     return run
-                _score_batch(run, rows, scorers, pool)
-                if on_progress is not None:
-                    on_progress(len(rows), run.progress_total)
+                predicted = predict() if predict is not None else 0
+                rows = list(pending[:BATCH_SIZE])
+                if not rows and not predicted:
+                    break
+                if rows:
+                    _score_batch(run, rows, scorers, pool)
+                    if on_progress is not None:
+                        on_progress(len(rows), run.progress_total)
         metrics = run_metrics(run, scorers)
+    except RunInputError as error:
+        return _end(run, RunStatus.FAILED, error=str(error))
     except Exception as error:  # our side failed (not a scorer: those give error Feedback); say so on the run
         logger.exception("evaluation run %s failed", run.pk)
         return _end(run, RunStatus.FAILED, error=f"{type(error).__name__}: {error}")
     return _end(run, RunStatus.FINISHED, metrics=metrics)
+
+
+@contextmanager
+def _predictor(run: EvaluationRun) -> Iterator[Callable[[], int] | None]:
+    """For a predict run, a step that calls the app on the next records and stores their traces."""
+    if run.source_kind != RunSource.PREDICT:
+        yield None
+        return
+    from .predict import PredictFunctionError, load_predict_fn, new_predict_pool
+
+    if run.dataset_id is None:
+        raise RunInputError("the run's dataset was deleted")
+    if run.experiment_id is None:
+        raise RunInputError("the experiment for the run's traces was deleted")
+    try:
+        function = load_predict_fn(run.predict_fn)
+    except PredictFunctionError as error:
+        raise RunInputError(str(error)) from error
+
+    with new_predict_pool() as pool:
+
+        def step() -> int:
+            records = _unpredicted_records(run)
+            if records:
+                _predict_batch(run, function, records, pool)
+            return len(records)
+
+        yield step
+
+
+def _unpredicted_records(run: EvaluationRun) -> list[DatasetRecord]:
+    called = EvaluationRunTrace.objects.filter(run=run, record__isnull=False).values("record_id")
+    records = DatasetRecord.objects.filter(dataset_id=run.dataset_id).exclude(pk__in=called)
+    return list(records.order_by("id")[:PREDICT_BATCH_SIZE])
+
+
+def _predict_batch(run: EvaluationRun, function: Callable[..., Any], records: list[DatasetRecord], pool: Any) -> None:
+    """Call the app on each record and store each call's trace with its run row, in one transaction."""
+    from traces.ingest import store_traces
+    from traces.ingest.mlflow_json import parse_trace
+
+    from .predict import MODEL_ID_METADATA, RECORD_TAG, SOURCE_RUN_METADATA, as_call_inputs, predict_all
+
+    predictions = predict_all(function, {r.pk: as_call_inputs(r.inputs) for r in records}, pool=pool)
+    parsed = []
+    for record in records:
+        trace = parse_trace(predictions[record.pk].trace)
+        trace.trace_metadata[SOURCE_RUN_METADATA] = run.run_id
+        if run.app_version:
+            trace.trace_metadata[MODEL_ID_METADATA] = run.app_version
+        trace.tags[RECORD_TAG] = str(record.pk)
+        parsed.append((record, trace))
+    with transaction.atomic():
+        store_traces([trace for _, trace in parsed], experiment=run.experiment)
+        pks = dict(Trace.objects.filter(trace_id__in=[t.trace_id for _, t in parsed]).values_list("trace_id", "pk"))
+        EvaluationRunTrace.objects.bulk_create(
+            [EvaluationRunTrace(run=run, trace_id=pks[trace.trace_id], record=record) for record, trace in parsed],
+            ignore_conflicts=True,
+        )
 
 
 def _end(run: EvaluationRun, status: str, *, error: str = "", metrics: dict[str, float] | None = None) -> EvaluationRun:

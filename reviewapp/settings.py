@@ -183,12 +183,19 @@ DATASET_FROM_TRACES_PAGE_LIMIT = env_int("DATASET_FROM_TRACES_PAGE_LIMIT", 10_00
 # A queued or running add with no progress for this long can be retried (its worker was stopped).
 TRACE_ADD_STALLED_SECONDS = int(os.environ.get("TRACE_ADD_STALLED_SECONDS", "600"))
 
+# Called (no arguments) after ``import_traces`` stored traces: traces of a real mlflow.genai.evaluate run appear
+# as an evaluation run.
+AFTER_TRACE_IMPORT = os.environ.get("AFTER_TRACE_IMPORT", "evaluation.mlflow_runs.import_mlflow_runs")
+
 # Scorers: Python modules whose mlflow.genai @scorer functions and Scorer instances evaluation runs can use.
 SCORER_MODULES = env_list("SCORER_MODULES", "evaluation.example_scorers")
 # One scorer call on one trace may take this long before it is recorded as a timeout error.
 SCORER_TIMEOUT_SECONDS = env_int("SCORER_TIMEOUT_SECONDS", 60, minimum=1, maximum=86_400)
 # Scorer calls run in this many threads.
 SCORER_WORKERS = env_int("SCORER_WORKERS", 4, minimum=1, maximum=256)
+# A predict run calls the app (``predict_fn``) on each dataset record, in SCORER_WORKERS threads; a call that
+# takes longer than this gives an ERROR trace for its record.
+PREDICT_TIMEOUT_SECONDS = env_int("PREDICT_TIMEOUT_SECONDS", 300, minimum=1, maximum=86_400)
 
 # Content-Security-Policy: everything from our own origin; htmx is vendored.
 CONTENT_SECURITY_POLICY = {

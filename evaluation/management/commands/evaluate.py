@@ -15,7 +15,8 @@ from evaluation.runs import RunInputError, execute_run, run_errors, start_evalua
 class Command(BaseCommand):
     help = (
         "Run MLflow @scorer functions (from SCORER_MODULES) over stored traces: those of a labeling session, "
-        "of a dataset's records, or matching a filter string in an experiment. Each result is a CODE Feedback "
+        "of a dataset's records, or matching a filter string in an experiment; or call the app (--predict) on a "
+        "dataset's records and score the traces that makes. Each result is a CODE Feedback "
         "on the trace; the run's metrics (<name>/mean …) are printed at the end."
     )
 
@@ -24,7 +25,16 @@ class Command(BaseCommand):
         source.add_argument("--session", metavar="NAME", help="the traces of a labeling session")
         source.add_argument("--dataset", metavar="NAME", help="the source traces of a stored dataset's records")
         source.add_argument("--filter", metavar="FILTER", help="an MLflow filter string, with --experiment")
-        parser.add_argument("--experiment", metavar="NAME", help="the experiment --filter searches")
+        parser.add_argument(
+            "--experiment",
+            metavar="NAME",
+            help="the experiment --filter searches; with --predict, where the new traces go (default: Evaluation runs)",
+        )
+        parser.add_argument(
+            "--predict",
+            metavar="MODULE:FUNCTION",
+            help="call this function as predict_fn(**record.inputs) on each --dataset record and score the traces",
+        )
         parser.add_argument("--scorer", nargs="+", action="extend", required=True, metavar="NAME", help="scorers")
         parser.add_argument("--name", default="", help="the run's name (default: what it ran on and when)")
         parser.add_argument("--app-version", default=None, help="the app version (default: the traces' model id)")
@@ -39,6 +49,7 @@ class Command(BaseCommand):
                 filter_string=options["filter"],
                 experiment=options["experiment"],
                 app_version=options["app_version"],
+                predict_fn=options["predict"],
                 enqueue=False,
             )
         except RunInputError as error:

@@ -10,7 +10,9 @@ import sys
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils.module_loading import import_string
 from tqdm import tqdm
 
 from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
@@ -97,6 +99,7 @@ class Command(BaseCommand):
             f"{total.created} imported, {total.updated} updated, {failed} failed "
             f"({total.spans} spans from {len(files) - failed} of {len(files)} files)"
         )
+        self._after_import(total)
         if failed:
             raise SystemExit(1)
 
@@ -150,11 +153,20 @@ class Command(BaseCommand):
                 f"({stored.spans} spans; {result.unchanged} unchanged of {result.seen} traces in "
                 f"MLflow experiment {experiment_id})"
             )
+            self._after_import(result.stored)
         if error:
             self.stderr.write(_one_line(f"error: {error}"))
             raise SystemExit(status)
         if result.failed:
             raise SystemExit(1)
+
+    def _after_import(self, stored: StoreResult) -> None:
+        """The ``AFTER_TRACE_IMPORT`` hook (evaluation runs that MLflow made appear as runs)."""
+        if not (stored.created or stored.updated) or not settings.AFTER_TRACE_IMPORT:
+            return
+        found = import_string(settings.AFTER_TRACE_IMPORT)()
+        if found:
+            self.stdout.write(f"{len(found)} mlflow.genai.evaluate run(s) found in the traces; see Runs")
 
     def _fail(self, message: str) -> None:
         self.stderr.write(_one_line(f"error: {message}"))

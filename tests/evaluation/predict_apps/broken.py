@@ -1,0 +1,3 @@
+"""A module that fails to import."""
+
+raise ImportError("the app's client is not installed")
