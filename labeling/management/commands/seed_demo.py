@@ -4,6 +4,7 @@ import os
 import sys
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             f"Demo experiment “{DEMO_EXPERIMENT}”: {result.traces_created} traces imported, "
             f"{result.traces_updated} updated. Session “{result.session.name}”: {result.items_added} items added."
         )
+        self._seed_evaluation(result)
         for login in result.logins:
             if login.replaced_demo_password:
                 self.stdout.write(f"{login.username} still had the demo password; DEBUG is off, so it was replaced.")
@@ -61,3 +63,17 @@ class Command(BaseCommand):
                 "Generated passwords (DEBUG is off) are shown only this once: store them now, "
                 "or set DEMO_ADMIN_PASSWORD / DEMO_REVIEWER_PASSWORD before seeding."
             )
+
+    def _seed_evaluation(self, result: Any) -> None:
+        """Two app versions run and scored on the demo dataset; a misconfigured scorer list skips it, with a line."""
+        from evaluation.demo import DEMO_DATASET, seed_evaluation_demo
+        from evaluation.runs import RunInputError
+
+        admin = User.objects.filter(username__in=[login.username for login in result.logins if login.staff]).first()
+        try:
+            demo = seed_evaluation_demo(started_by=admin)
+        except RunInputError as exc:
+            self.stderr.write(f"warning: the evaluation demo was skipped: {exc}")
+            return
+        runs = " and ".join(f"“{run.name}” ({run.status})" for run in demo.runs)
+        self.stdout.write(f"Dataset “{DEMO_DATASET}”: {demo.dataset.records.count()} records; runs {runs}.")
