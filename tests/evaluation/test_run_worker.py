@@ -20,15 +20,26 @@ for i in range(3):
     make_trace(experiment=exp, answer="x " * (i + 1))
 run = start_evaluation_run(scorer_names=["response_length", "has_retrieved_documents"], filter_string="",
                            experiment="Worker", name="queued")
-print(json.dumps({"status": run.status}))
+from evaluation import services
+from evaluation.demo_app import demo_records
+from evaluation.models import EvaluationDataset
+dataset = EvaluationDataset.objects.create(name="golden")
+services.merge_records(dataset=dataset, records=demo_records()[:4])
+predict = start_evaluation_run(scorer_names=["mentions_expected_fact"], dataset="golden", name="queued predict",
+                               predict_fn="evaluation.demo_app:answer_v1", app_version="v1")
+print(json.dumps({"status": run.status, "predict": predict.status}))
 """
 
 READ = """
 import django, json
 django.setup()
 from evaluation.models import EvaluationRun
+from traces.models import Trace
 run = EvaluationRun.objects.get(name="queued")
-print(json.dumps({"status": run.status, "done": run.progress_done, "metrics": run.metrics}))
+predict = EvaluationRun.objects.get(name="queued predict")
+print(json.dumps({"status": run.status, "done": run.progress_done, "metrics": run.metrics,
+                  "predict": [predict.status, predict.progress_done, predict.metrics],
+                  "v1_traces": Trace.objects.filter(model_id="v1", experiment__name="Evaluation runs").count()}))
 """
 
 
@@ -40,7 +51,7 @@ def _python(code: str, env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_a_queued_run_is_finished_by_a_db_worker(tmp_path: Path) -> None:
+def test_queued_runs_are_finished_by_a_db_worker(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}",
@@ -49,7 +60,7 @@ def test_a_queued_run_is_finished_by_a_db_worker(tmp_path: Path) -> None:
     }
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    assert _python(QUEUE, env) == {"status": "queued"}
+    assert _python(QUEUE, env) == {"status": "queued", "predict": "queued"}
     worker = subprocess.run(
         [*manage, "db_worker", "--batch", "--no-startup-delay"],
         cwd=ROOT,
@@ -63,3 +74,6 @@ def test_a_queued_run_is_finished_by_a_db_worker(tmp_path: Path) -> None:
     assert state["status"] == "finished" and state["done"] == 3
     assert state["metrics"]["has_retrieved_documents/mean"] == 1.0
     assert state["metrics"]["response_length/mean"] > 0
+    # the worker called the demo app on the 4 records (the 4th is one v1 dodges) and scored what it traced
+    assert state["predict"] == ["finished", 4, {"mentions_expected_fact/mean": 0.75}]
+    assert state["v1_traces"] == 4
