@@ -54,6 +54,35 @@ class Direction(StrEnum):
     SAME = "same"
     MISSING = "missing"
 
+    @property
+    def arrow(self) -> str:
+        return {"improved": "↑", "worse": "↓", "same": "=", "missing": "–"}[self.value]
+
+    @property
+    def label(self) -> str:
+        return {"improved": "better", "worse": "worse", "same": "same", "missing": "in one run only"}[self.value]
+
+
+def number_text(value: float | None, *, signed: bool = False) -> str:
+    """A metric as the page and the command print it: four significant digits (``–`` when absent)."""
+    if value is None:
+        return "–"
+    if signed and value == 0:
+        return "0"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def value_text(value: Any, error: dict[str, Any] | None = None) -> str:
+    """A Feedback value in one short line: ``error: CODE`` for an error, JSON-ish otherwise."""
+    if error:
+        return f"error: {error.get('error_code') or 'ERROR'}"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    return text if len(text) <= 80 else text[:79] + "…"
+
 
 def direction(a: float | None, b: float | None) -> Direction:
     """Higher is better; values equal to 1e-9 relative are the same."""
@@ -75,6 +104,10 @@ class MetricRow:
     def difference(self) -> float | None:
         return None if self.a is None or self.b is None else self.b - self.a
 
+    @property
+    def texts(self) -> tuple[str, str, str]:
+        return number_text(self.a), number_text(self.b), number_text(self.difference, signed=True)
+
 
 @dataclass(frozen=True)
 class OverallAverage:
@@ -89,6 +122,10 @@ class OverallAverage:
     def difference(self) -> float:
         return self.b - self.a
 
+    @property
+    def texts(self) -> tuple[str, str, str]:
+        return number_text(self.a), number_text(self.b), number_text(self.difference, signed=True)
+
 
 @dataclass
 class Judgement:
@@ -98,6 +135,14 @@ class Judgement:
     value: Any
     error: dict[str, Any] | None
     rationale: str = ""
+
+    @property
+    def text(self) -> str:
+        return value_text(self.value, self.error)
+
+    @property
+    def error_message(self) -> str:
+        return str((self.error or {}).get("error_message") or "")
 
 
 @dataclass
