@@ -112,7 +112,8 @@ def run_compare(request: HttpRequest) -> HttpResponse:
             raise CompareInputError(f"Both runs have no scorer named “{scorer[:80]}” (they share: {names}).")
     except CompareInputError as error:
         context["problem"] = str(error)
-        return render(request, "evaluation/run_compare.html", context, status=400)
+        template = "evaluation/run_compare.html#problem" if request.htmx else "evaluation/run_compare.html"
+        return render(request, template, context, status=400)
     context |= {"comparison": comparison, **_page_context(request, comparison, scorer)}
     template = "evaluation/run_compare.html#examples" if request.htmx else "evaluation/run_compare.html"
     return render(request, template, context)

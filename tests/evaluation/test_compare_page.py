@@ -92,6 +92,14 @@ def test_the_examples_partial_for_htmx(admin_client: Client, versions: TwoVersio
     assert "<html" not in text and "Overall average" not in text
 
 
+def test_bad_input_from_htmx_gets_the_message_alone(admin_client: Client, versions: TwoVersions) -> None:
+    query = {"a": versions.v1.pk, "b": versions.v2.pk, "scorer": "nope"}
+    response = admin_client.get(URL, query, HTTP_HX_REQUEST="true")
+    text = html.unescape(response.content.decode())
+    assert response.status_code == 400 and text.strip().startswith('<p id="examples" class="msg msg-error')
+    assert "no scorer named “nope”" in text and "<html" not in text
+
+
 def test_examples_are_paginated(admin_client: Client, db: None, monkeypatch: Any) -> None:
     monkeypatch.setattr(comparison_views, "EXAMPLES_PER_PAGE", 2)
     a, b = make_many("good", 5, broken=False), make_many("bad", 5, broken=True)
