@@ -4,8 +4,9 @@ Such traces carry their run id in the metadata ``mlflow.sourceRun`` and the scor
 ``mlflow.assessment.sourceRunId``. Each run id becomes an ``EvaluationRun`` of kind ``mlflow`` (its
 ``run_id`` is MLflow's) over those traces, with metrics recomputed from the imported Feedback
 (``mean`` for every name: MLflow does not store which aggregations a scorer asked for).
-Importing again updates the runs in place. A run id of a run made here (a predict run tags its traces
-the same way) is left alone. ``import_traces`` calls this after every import (``AFTER_TRACE_IMPORT``).
+Importing again updates the runs in place; each run trace gets its ``inputs_key`` (for comparing runs). A
+run id of a run made here (a predict run tags its traces the same way) is left alone. ``import_traces``
+calls this after every import (``AFTER_TRACE_IMPORT``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from traces.models import Assessment, AssessmentKind, Trace
 from .metrics import compute_metrics
 from .models import EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.runner import SCORER_DIGEST_KEY, SOURCE_RUN_KEY
+from .trace_records import trace_inputs_keys
 
 SOURCE_RUN_METADATA = "mlflow.sourceRun"
 
@@ -74,9 +76,12 @@ def _import_run(run_id: str, traces: list[tuple[int, str, object]]) -> Evaluatio
                 "metrics": compute_metrics((name, value) for name, value, error, _ in feedback if not error),
             },
         )
+        keys = trace_inputs_keys(trace_pks)
         EvaluationRunTrace.objects.bulk_create(
-            [EvaluationRunTrace(run=run, trace_id=pk, scored=True) for pk in trace_pks],
-            ignore_conflicts=True,
+            [EvaluationRunTrace(run=run, trace_id=pk, scored=True, inputs_key=keys[pk]) for pk in trace_pks],
+            update_conflicts=True,
+            unique_fields=["run", "trace"],
+            update_fields=["inputs_key"],
             batch_size=2000,
         )
     return run

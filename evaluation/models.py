@@ -155,16 +155,27 @@ class EvaluationRun(models.Model):
 
 
 class EvaluationRunTrace(models.Model):
-    """A trace a run scores (and the dataset record it stands for, when there is one); ``scored`` once written."""
+    """A trace a run scores (and the dataset record it stands for, when there is one); ``scored`` once written.
+
+    ``inputs_key`` is set when the trace is scored (or imported): two runs' traces with the same inputs
+    are the same example, which is how ``evaluation.comparison`` pairs them.
+    """
 
     run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="run_traces")
     trace = models.ForeignKey("traces.Trace", on_delete=models.CASCADE, related_name="+")
     record = models.ForeignKey(DatasetRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     scored = models.BooleanField(default=False)
+    inputs_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The trace's inputs hashed as its dataset record's; runs match on it. Blank: not known yet.",
+    )
 
     class Meta:
         ordering = ["run", "id"]
         constraints = [models.UniqueConstraint(fields=["run", "trace"], name="evalrun_trace_unique")]
+        indexes = [models.Index(fields=["run", "inputs_key"], name="evalrun_trace_inputs_idx")]
 
     def __str__(self) -> str:
         return f"{self.run} / {self.trace_id}"

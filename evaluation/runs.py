@@ -28,7 +28,8 @@ from traces.models import Assessment, AssessmentKind, AssessmentSource, Experime
 from .metrics import compute_metrics
 from .models import DatasetRecord, EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
-from .scorers.runner import SOURCE_RUN_KEY, build_items, new_pool, score_items, write_results
+from .scorers.runner import SOURCE_RUN_KEY, ScoringItem, build_items, new_pool, score_items, write_results
+from .trace_records import trace_inputs_key
 
 BATCH_SIZE = 250
 PREDICT_BATCH_SIZE = 50  # calls to the app are slow: a cancel waits for at most this many
@@ -219,6 +220,15 @@ def _record_expectations(rows: list[EvaluationRunTrace]) -> dict[int, dict[str, 
     return {row.trace_id: row.record.expectations for row in rows if row.record is not None and row.record.expectations}
 
 
+def _with_inputs_keys(rows: list[EvaluationRunTrace], items: list[ScoringItem]) -> list[EvaluationRunTrace]:
+    """The rows with their trace's ``inputs_key`` set (as dataset merging hashes the same trace): runs match on it."""
+    keys = {item.trace_pk: trace_inputs_key(item.inputs) for item in items}
+    for row in rows:
+        # a predict run's trace stands for its record: the record's key, whatever the app did with the inputs
+        row.inputs_key = row.record.inputs_key if row.record is not None else keys.get(row.trace_id, row.inputs_key)
+    return [row for row in rows if row.inputs_key]
+
+
 def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any) -> None:
     items = build_items(
         [row.trace_id for row in rows],
@@ -226,9 +236,11 @@ def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: li
         record_expectations=_record_expectations(rows),
     )
     results = score_items(items, scorers, run_id=run.run_id, pool=pool)
+    keyed = _with_inputs_keys(rows, items)
     with transaction.atomic():
         write_results(items, results, run_id=run.run_id)
         EvaluationRunTrace.objects.filter(pk__in=[row.pk for row in rows]).update(scored=True)
+        EvaluationRunTrace.objects.bulk_update(keyed, ["inputs_key"], batch_size=500)
         # counted, not incremented: two workers on one run (a task enqueued twice) still count each trace once
         done = EvaluationRunTrace.objects.filter(run=run, scored=True).count()
         EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done)

@@ -22,6 +22,7 @@ from traces.models import Assessment, AssessmentKind, Trace
 from traces.search.expressions import JSONKeyText
 
 from .exporters import mlflow_inputs
+from .models import inputs_key
 
 TRACE_BATCH = 1000
 SESSION_KEY = "mlflow.trace.session"
@@ -29,6 +30,28 @@ SESSION_KEY = "mlflow.trace.session"
 
 def _loads(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def record_inputs(inputs: Any) -> dict[str, Any]:
+    """A trace's inputs as its dataset record holds them (``{}`` when the trace recorded none)."""
+    return {} if inputs is None else mlflow_inputs(inputs)
+
+
+def trace_inputs_key(inputs: Any) -> str:
+    """The ``inputs_key`` of the dataset record a trace with these inputs merges into (runs match on it)."""
+    return inputs_key(record_inputs(inputs))
+
+
+def trace_inputs_keys(trace_pks: list[int], *, batch_size: int = TRACE_BATCH) -> dict[int, str]:
+    """``trace_inputs_key`` of each trace, by the conversation rule, in batches (one to three queries each)."""
+    keys: dict[int, str] = {}
+    for first in range(0, len(trace_pks), batch_size):
+        batch = trace_pks[first : first + batch_size]
+        found = conversation_io(batch)
+        for pk in batch:
+            io = found.get(pk)
+            keys[pk] = trace_inputs_key(io.inputs if io is not None else None)
+    return keys
 
 
 def trace_expectations(trace_pks: list[int]) -> dict[int, dict[str, Any]]:
@@ -68,7 +91,7 @@ def trace_records(
             if session:
                 source_data["session_id"] = session
             yield {
-                "inputs": {} if inputs is None else mlflow_inputs(inputs),
+                "inputs": record_inputs(inputs),
                 "outputs": outputs,
                 "expectations": expectations.get(pk, {}),
                 "source": {"source_type": "TRACE", "source_data": source_data},

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import comparison_views, views
 
 app_name = "evaluation"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
     path("traces.jsonl", views.traces_download, name="traces_download"),
     path("scorers/", views.scorer_list, name="scorer_list"),
+    path("runs/compare/", comparison_views.run_compare, name="run_compare"),
 ]
