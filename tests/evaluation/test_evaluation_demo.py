@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management import call_command
 
+from evaluation.comparison import compare_runs
 from evaluation.demo import DEMO_DATASET, DEMO_SCORERS
 from evaluation.models import EvaluationDataset, EvaluationRun, EvaluationRunTrace
 from evaluation.outcomes import change
@@ -35,6 +36,10 @@ def test_seed_demo_runs_two_versions_on_the_same_inputs_with_regressions_and_imp
     before, after = _values(v1, "mentions_expected_fact"), _values(v2, "mentions_expected_fact")
     changes = [change(before[record], after[record]) for record in before]
     assert changes.count(-1) == 3 and changes.count(1) == 4
+    comparison = compare_runs(v1, v2)  # what the comparison page and compare_runs show
+    assert comparison.matched == 20 and comparison.only_in_a == comparison.only_in_b == 0
+    counts = {c.name: (c.regressions, c.improvements) for c in comparison.scorers}
+    assert counts["mentions_expected_fact"] == (3, 4)
     assert v1.metrics["has_retrieved_documents/mean"] == 1.0
     assert v1.metrics["mentions_expected_fact/mean"] == 0.75 and v2.metrics["mentions_expected_fact/mean"] == 0.8
 
