@@ -9,8 +9,8 @@ dicts, ``spans`` the ``Span.to_dict()`` list and ``assessments`` the ``Assessmen
 list, invalid (overridden) ones included, oldest first.
 
 Which traces: a :class:`TraceSelection`, made by one of :data:`SELECTIONS` (an experiment, a
-labeling session's copies, or every explorable trace) and narrowed by an MLflow filter string.
-A new source of traces (an evaluation run) is one more entry there.
+labeling session's copies, an evaluation run's traces, or every explorable trace) and narrowed by
+an MLflow filter string.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from traces.models import Experiment, ExperimentKind, Trace
 from traces.search import FilterError, search_traces
 
 from .exporters import ExportError
+from .models import EvaluationRun, EvaluationRunTrace
 
 COLUMNS = [
     "trace_id",
@@ -81,10 +82,30 @@ def _session(name: str) -> QuerySet[Trace]:
     return Trace.objects.filter(on_session_copies(session, "id"))
 
 
+def find_run(name_or_run_id: str) -> EvaluationRun:
+    """The run with this run id, else the one run with this name; several of that name is an error naming them."""
+    run = EvaluationRun.objects.filter(run_id=name_or_run_id).first()
+    if run is not None:
+        return run
+    named = list(EvaluationRun.objects.filter(name=name_or_run_id).order_by("created_at", "id")[:21])
+    if not named:
+        raise ExportError(f"no evaluation run named or with run id “{name_or_run_id}”")
+    if len(named) > 1:
+        ids = ", ".join(r.run_id for r in named[:20]) + (", …" if len(named) > 20 else "")
+        raise ExportError(f"several evaluation runs are named “{name_or_run_id}”; give one's run id: {ids}")
+    return named[0]
+
+
+def _run(name_or_run_id: str) -> QuerySet[Trace]:
+    run = find_run(name_or_run_id)
+    return Trace.objects.filter(pk__in=EvaluationRunTrace.objects.filter(run=run).values("trace_id"))
+
+
 # option name → the traces it names; ``None`` (no option) means every trace of the explorer.
 SELECTIONS: dict[str, tuple[str, Callable[[str], QuerySet[Trace]]]] = {
     "experiment": ("experiment", _experiment),
     "session": ("labeling session", _session),
+    "run": ("evaluation run", _run),
 }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import comparison_views, views
+from . import comparison_views, run_views, views
 
 app_name = "evaluation"
 
@@ -13,4 +13,11 @@ urlpatterns = [
     path("traces.jsonl", views.traces_download, name="traces_download"),
     path("scorers/", views.scorer_list, name="scorer_list"),
     path("runs/compare/", comparison_views.run_compare, name="run_compare"),
+    path("runs/", run_views.run_list, name="run_list"),
+    path("runs/start/", run_views.run_start, name="run_start"),
+    path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:pk>/row/", run_views.run_row, name="run_row"),
+    path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("runs/<int:pk>/add-to-session/", run_views.run_add_to_session, name="run_add_to_session"),
+    path("runs/<int:pk>/traces.<str:fmt>", run_views.run_download, name="run_download"),
 ]

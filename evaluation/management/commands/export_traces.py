@@ -33,6 +33,9 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--experiment", metavar="NAME", help="the traces of this experiment")
         source.add_argument("--session", metavar="NAME", help="a labeling session's traces (with reviewers' labels)")
+        source.add_argument(
+            "--run", metavar="NAME_OR_RUN_ID", help="an evaluation run's traces (with its scorers' Feedback)"
+        )
         parser.add_argument(
             "--filter",
             metavar="FILTER",
