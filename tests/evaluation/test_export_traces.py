@@ -321,3 +321,66 @@ def test_our_own_experiments_get_an_id_no_mlflow_experiment_has(db: None, tmp_pa
     location = json.loads(read_jsonl(path)[0]["trace"])["info"]["trace_location"]
     assert location["type"] == "MLFLOW_EXPERIMENT"
     assert location["mlflow_experiment"] == {"experiment_id": f"reviewapp-{experiment.pk}"}
+
+
+# ---------------------------------------------------------------- --run
+
+
+def _scored_run(name: str, traces: list[Trace]) -> Any:
+    from evaluation.runs import execute_run, start_evaluation_run
+
+    experiment = traces[0].experiment.name
+    run = start_evaluation_run(
+        scorer_names=["length"], experiment=experiment, filter_string="", name=name, enqueue=False
+    )
+    return execute_run(run.pk)
+
+
+@pytest.fixture
+def verdict_scorers(settings: Any) -> None:
+    settings.SCORER_MODULES = ["tests.evaluation.scorer_modules.verdicts"]
+
+
+def test_run_exports_its_traces_with_its_feedback_by_name_or_run_id(
+    db: None, tmp_path: Path, verdict_scorers: None
+) -> None:
+    experiment = Experiment.objects.create(name="Support")
+    traces = [make_trace(experiment=experiment, answer=f"answer {i}") for i in range(3)]
+    make_trace(experiment=Experiment.objects.create(name="Other"))
+    run = _scored_run("nightly", traces)
+    for selector in ("nightly", run.run_id):
+        path = tmp_path / f"{selector}.jsonl"
+        code, out, err = export("--run", selector, "--output", str(path))
+        assert code == 0, err
+        rows = read_jsonl(path)
+        assert {row["trace_id"] for row in rows} == {t.trace_id for t in traces}
+        assert all(any(a["assessment_name"] == "length" for a in row["assessments"]) for row in rows)
+        assert "evaluation run" in out
+    code, _, err = export("--run", "nightly", "--format", "parquet", "--output", str(tmp_path / "run.parquet"))
+    assert code == 0, err
+    assert set(pd.read_parquet(tmp_path / "run.parquet")["trace_id"]) == {t.trace_id for t in traces}
+
+
+def test_run_name_of_several_runs_is_an_error_naming_their_run_ids(
+    db: None, tmp_path: Path, verdict_scorers: None
+) -> None:
+    traces = [make_trace(experiment=Experiment.objects.create(name="Support"))]
+    first, second = _scored_run("same", traces), _scored_run("same", traces)
+    code, _, err = export("--run", "same", "--output", str(tmp_path / "out.jsonl"))
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: several evaluation runs")
+    assert first.run_id in lines[0] and second.run_id in lines[0]
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = export("--run", second.run_id, "--output", str(tmp_path / "out.jsonl"))
+    assert code == 0, err
+
+
+def test_unknown_run_is_one_error_line(db: None, tmp_path: Path) -> None:
+    code, _, err = export("--run", "nope", "--output", str(tmp_path / "out.jsonl"))
+    assert code == 1 and err.strip() == "error: no evaluation run named or with run id “nope”"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_and_session_together_are_refused(db: None, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="not allowed with argument"):
+        call_command("export_traces", "--run", "a", "--session", "b", "--output", str(tmp_path / "o.jsonl"))
