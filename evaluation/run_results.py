@@ -93,6 +93,8 @@ def result_rows(run: EvaluationRun, rows: list[EvaluationRunTrace]) -> list[Resu
 def assessment_names(run: EvaluationRun) -> list[str]:
     """The Feedback names the run wrote, in its scorers' order (a scorer may write several names)."""
     pairs = set(of_run(run).filter(kind=AssessmentKind.FEEDBACK).order_by().values_list("source_id", "name").distinct())
+    # a scorer that wrote nothing yet gets a column of its name, so its rows show as pending
+    pairs |= {(scorer, scorer) for scorer in run.scorer_names if scorer not in {source for source, _ in pairs}}
     order = {name: index for index, name in enumerate(run.scorer_names)}
     ranked = sorted(pairs, key=lambda pair: (order.get(pair[0], len(order)), pair[1] != pair[0], pair[1]))
     return list(dict.fromkeys(name for _, name in ranked))

@@ -240,7 +240,7 @@ def test_unscored_traces_are_pending_and_the_status_polls(client: Client, admin_
     run = start_evaluation_run(scorer_names=["length"], experiment="Support", filter_string="", enqueue=False)
     client.force_login(admin_user)
     html = client.get(detail(run)).content.decode()
-    assert html.count("pending-cell") == 0  # no column yet: nothing was written
+    assert html.count("pending-cell") == 6  # a column per scorer, before it wrote anything
     assert "pending" in html and 'hx-trigger="every 2s"' in html and "Waiting for a background worker" in html
     status = client.get(detail(run), {"part": "status"}, headers={"HX-Request": "true"})
     assert status.status_code == 200 and "<html" not in status.content.decode()
@@ -607,3 +607,16 @@ def test_run_download_jsonl_and_parquet_in_search_traces_shape(client: Client, a
     frame = pd.read_parquet(BytesIO(b"".join(parquet.streaming_content)))
     assert list(frame.columns) == COLUMNS and set(frame["trace_id"]) == {t.trace_id for t in traces}
     assert client.get(reverse("evaluation:run_download", args=[run.pk, "csv"])).status_code == 404
+
+
+def test_dataset_page_and_session_dashboard_link_to_a_prefilled_start_form(client: Client, admin_user: User) -> None:
+    dataset = EvaluationDataset.objects.create(name="Golden")
+    session = make_session("Triage")
+    client.force_login(admin_user)
+    to_dataset = f"{START}?source=dataset&amp;dataset={dataset.pk}"
+    assert to_dataset in client.get(dataset.get_absolute_url()).content.decode()
+    to_session = f"{START}?source=session&amp;session={session.pk}"
+    assert to_session in client.get(reverse("labeling:session_dashboard", args=[session.pk])).content.decode()
+    form = client.get(START, {"source": "session", "session": session.pk}).content.decode()
+    assert f'<option value="{session.pk}" selected>Triage</option>' in form
+    assert 'value="session" checked' in form
