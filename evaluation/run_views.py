@@ -146,7 +146,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return response
     if part == "results":
         context = {"run": run, **_results_context(request, run, failed)}
-        return render(request, "evaluation/run_detail.html#results", context)
+        response = render(request, "evaluation/run_detail.html#results", context)
+        response["HX-Replace-Url"] = _run_url(run, failed)  # the address bar says what the table shows
+        return response
     status = 400 if (request.GET.get("failed") or "").strip() != failed else 200
     return _detail_page(request, run, failed, status=status)
 

@@ -45,6 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluation import services as dataset_services
+from evaluation.runs import execute_run, start_evaluation_run
 from labeling import claims, services, submissions
 from labeling.models import JobState, LabelSchema, TraceAddJob
 from tests.factories import make_assessment, make_trace
@@ -147,6 +148,12 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
         session=session, source_ids=[t.pk for t in traces], requested_by=None, enqueue=False
     )
     TraceAddJob.objects.filter(pk=failed.pk).update(state=JobState.FAILED, error="RuntimeError: disk full")
+    # Evaluation runs: one finished over the session (results, filter, add to session), one queued (polled, cancel).
+    finished = start_evaluation_run(
+        scorer_names=["response_length"], session="Fuzzed", name="Fuzzed run", started_by=lead, enqueue=False
+    )
+    execute_run(finished.pk)
+    start_evaluation_run(scorer_names=["response_length"], session="Fuzzed", name="Queued run", enqueue=False)
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})

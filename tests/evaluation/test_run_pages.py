@@ -273,6 +273,9 @@ def test_results_partial_pages_and_filters(client: Client, admin_user: User, mon
     assert "Page 2 of 3" in html and html.count('<td class="preview"><a') == 2
     failed = client.get(detail(run), {"part": "results", "failed": "picky"}, headers={"HX-Request": "true"})
     assert "Page 1 of 2" in failed.content.decode() and "failed=picky" in failed.content.decode()
+    assert failed["HX-Replace-Url"] == f"{detail(run)}?failed=picky"
+    download = reverse("evaluation:run_download", args=[run.pk, "jsonl"])
+    assert f'href="{download}?failed=picky"' in failed.content.decode()
 
 
 @pytest.mark.parametrize("scorer", ["picky", "is_short", "length"])
