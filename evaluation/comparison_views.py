@@ -11,14 +11,14 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from labeling.access import is_admin, managed_sessions
 from traces.access import can_explore_traces
 
+from .access import visible_runs
 from .comparison import RunComparison, compare_runs, load_details
 from .models import EvaluationRun, RunStatus
 
@@ -28,16 +28,6 @@ RUNS_OFFERED = 200
 
 class CompareInputError(ValueError):
     """The runs asked for cannot be compared; the message says why, in one line."""
-
-
-def _visible_runs(user: Any) -> QuerySet[EvaluationRun]:
-    """Admins: every run; others: runs not over a labeling session, or over one they manage.
-
-    (``evaluation.access.visible_runs`` will replace this when it lands; the rule is the same.)
-    """
-    if is_admin(user):
-        return EvaluationRun.objects.all()
-    return EvaluationRun.objects.filter(Q(session__isnull=True) | Q(session__in=managed_sessions(user)))
 
 
 def _run_number(query: QueryDict, side: str) -> int:
@@ -93,7 +83,7 @@ def _page_context(request: HttpRequest, comparison: RunComparison, scorer: str) 
 def run_compare(request: HttpRequest) -> HttpResponse:
     if not can_explore_traces(request.user):
         raise Http404("No such page.")
-    runs = _visible_runs(request.user)
+    runs = visible_runs(request.user)
     query = request.GET
     scorer = query.get("scorer", "").strip()
     context: dict[str, Any] = {
