@@ -623,3 +623,15 @@ def test_dataset_page_and_session_dashboard_link_to_a_prefilled_start_form(clien
     form = client.get(START, {"source": "session", "session": session.pk}).content.decode()
     assert f'<option value="{session.pk}" selected>Triage</option>' in form
     assert 'value="session" checked' in form
+
+
+def test_a_predict_run_shows_its_function_and_dataset(client: Client, admin_user: User) -> None:
+    dataset = EvaluationDataset.objects.create(name="Golden")
+    run = EvaluationRun.objects.create(
+        name="predicted", source_kind="predict", dataset=dataset, predict_fn="app:predict", source_label="Golden"
+    )
+    client.force_login(admin_user)
+    page = client.get(detail(run)).content.decode()
+    assert "<code>app:predict</code> called on dataset" in page and dataset.get_absolute_url() in page
+    listing = client.get(LIST).content.decode()
+    assert "predict over dataset" in listing and dataset.get_absolute_url() in listing
