@@ -34,8 +34,10 @@ def _run_number(query: QueryDict, side: str) -> int:
     raw = query.get(side, "").strip()
     if not raw:
         raise CompareInputError(f"Pick run {side.upper()}: both runs are needed to compare.")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²" is a digit to isdigit(), not to int()
         raise CompareInputError(f"Run {side.upper()} must be a run number, not “{raw[:40]}”.")
+    if len(raw) > 18:  # no run has such a number (and int() refuses 4,300 digits and more)
+        raise CompareInputError(f"There is no run #{raw[:20]}… (run {side.upper()}) that you can see.")
     return int(raw)
 
 

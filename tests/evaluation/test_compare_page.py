@@ -132,6 +132,8 @@ def test_rows_without_a_key_are_keyed_once(admin_client: Client, versions: TwoVe
         ({"a": "x", "b": "1"}, "Run A must be a run number, not “x”."),
         ({"a": "1", "b": "-2"}, "Run B must be a run number, not “-2”."),
         ({"a": "999999", "b": "V2"}, "There is no run #999999 (run A) that you can see."),
+        ({"a": "9" * 5000, "b": "V2"}, f"There is no run #{'9' * 20}… (run A) that you can see."),
+        ({"a": "V1", "b": "²"}, "Run B must be a run number, not “²”."),
         ({"a": "V1", "b": "V1"}, "Pick two different runs: A and B are the same run."),
         ({"a": "V1", "b": "RUNNING"}, "Run “still going” is still running: only finished runs can be compared."),
         ({"a": "V1", "b": "V2", "scorer": "nope"}, "Both runs have no scorer named “nope”"),
