@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import judge_views, views
 
 app_name = "evaluation"
 
@@ -12,4 +12,6 @@ urlpatterns = [
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
     path("traces.jsonl", views.traces_download, name="traces_download"),
     path("scorers/", views.scorer_list, name="scorer_list"),
+    path("judges/", judge_views.judge_list, name="judge_list"),
+    path("judges/check/", judge_views.judge_check, name="judge_check"),
 ]
