@@ -136,3 +136,22 @@ def assert_key_nowhere_in_the_database() -> None:
         text = serializers.serialize("json", model.objects.all())
         assert API_KEY not in text, f"the judge API key is stored in {model._meta.label}"
     assert Assessment.objects.exists()
+
+
+def test_the_api_key_is_never_logged_nor_exported(
+    judge_server: FakeJudgeServer, traces: list[Trace], caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    import logging
+
+    from django.core.management import call_command
+
+    judge_server.then(failure(400, f"response_format is not supported for key {API_KEY}"))
+    judge_server.default = failure(403, f"key {API_KEY} may not use {MODEL}")
+    with caplog.at_level(logging.DEBUG):
+        run = _run("Safety", "RelevanceToQuery")
+    assert {e["error_code"] for e in _errors(run)} == {"HTTP_403"}
+    assert caplog.records and API_KEY not in caplog.text
+    out = tmp_path / "traces.jsonl"
+    call_command("export_traces", "--experiment", "Judged", "--output", str(out))
+    exported = out.read_text()
+    assert "HTTP 403 from the judge endpoint: key [redacted] may not use" in exported and API_KEY not in exported
