@@ -77,7 +77,7 @@ class ScorerInfo:
     @property
     def feedback_name(self) -> str:
         """Its Feedback name when it fails: MLflow names a judge's Feedback ``correctness``, not ``Correctness``."""
-        return getattr(self.scorer, "name", None) or self.name
+        return getattr(self.scorer, "name", None) or (_snake(self.name) if self.is_judge else self.name)
 
     @property
     def version(self) -> dict[str, str]:

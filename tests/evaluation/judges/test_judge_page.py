@@ -38,6 +38,15 @@ def test_without_an_endpoint_the_page_says_so_and_judges_are_unavailable(admin_c
     body = admin_client.get(URL).content.decode()
     assert "No judge endpoint is configured, so judges cannot be started." in body
     assert body.count("unavailable</span>") == 8 and "Test connection" not in body
+    assert "Feedback <code>retrieval_relevance</code>" in body  # MLflow's Feedback name, configured or not
+
+
+def test_configured_without_guidelines_only_guidelines_is_unavailable_with_the_reason(
+    admin_client: Client, judge_server: FakeJudgeServer
+) -> None:
+    body = admin_client.get(URL).content.decode()
+    assert body.count("unavailable</span>") == 1 and body.count("available</span>") == 8
+    assert "no guidelines are configured: set JUDGE_GUIDELINES" in body
     assert "None configured. Set <code>JUDGE_GUIDELINES</code>" in body
 
 
