@@ -242,3 +242,20 @@ def test_the_judges_version_is_recorded_on_the_run(judge_server: FakeJudgeServer
     (version,) = run.scorers
     assert version["name"] == "Correctness" and version["module"] == "mlflow.genai.scorers"
     assert version["digest"].startswith("sha256:") and json.dumps(version).find("sk-") == -1
+
+
+def test_the_evaluate_command_runs_judges_and_counts_their_errors(
+    judge_server: FakeJudgeServer, rag: Trace, import_sample: Callable[..., Trace]
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    import_sample("nested_tool_spans.json", experiment=make_experiment("Judged"))  # no RETRIEVER span
+    out = StringIO()
+    call_command(
+        "evaluate", "--filter", "", "--experiment", "Judged", "--scorer", "Safety", "RetrievalGroundedness", stdout=out
+    )
+    text = out.getvalue()
+    assert "finished, 2 of 2 traces" in text and "safety/mean" in text and "retrieval_groundedness/mean" in text
+    assert "RetrievalGroundedness: 1 traces with an error" in text
