@@ -212,6 +212,8 @@ JUDGE_MAX_CONCURRENCY = env_int("JUDGE_MAX_CONCURRENCY", 4, minimum=1, maximum=2
 # Retries of one request after a 429, a 5xx or a dropped connection, with exponential backoff (Retry-After honoured),
 # within JUDGE_TIMEOUT_S.
 JUDGE_MAX_RETRIES = env_int("JUDGE_MAX_RETRIES", 2, minimum=0, maximum=10)
+
+
 # The Guidelines judge's named guidelines, a JSON object {"name": "guideline" or ["guideline", ...]}; each name
 # becomes one pass/fail Feedback, e.g. {"concise_communication": "The response must be concise."}.
 def env_guidelines(name: str) -> dict[str, list[str]]:
