@@ -106,6 +106,8 @@ def activate() -> JudgeEndpoint:
         os.environ["OPENAI_API_KEY"] = endpoint.api_key or NO_KEY
     from mlflow.genai.judges.adapters import gateway_adapter
 
+    if not callable(getattr(gateway_adapter, "send_chat_request", None)):  # MLflow moved it: our rules would not apply
+        raise RuntimeError("mlflow.genai.judges.adapters.gateway_adapter.send_chat_request is gone; update judges")
     gateway_adapter.send_chat_request = send_chat_request
     return endpoint
 
