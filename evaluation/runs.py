@@ -19,7 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, QuerySet, TextField
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from labeling.models import LabelingSession, ReviewItem
@@ -28,7 +28,15 @@ from traces.models import Assessment, AssessmentKind, AssessmentSource, Experime
 from .metrics import compute_metrics
 from .models import DatasetRecord, EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
-from .scorers.runner import SOURCE_RUN_KEY, ScoringItem, build_items, new_pool, score_items, write_results
+from .scorers.runner import (
+    SCORER_NAME_KEY,
+    SOURCE_RUN_KEY,
+    ScoringItem,
+    build_items,
+    new_pool,
+    score_items,
+    write_results,
+)
 from .trace_records import trace_inputs_key
 
 BATCH_SIZE = 250
@@ -262,7 +270,7 @@ def run_metrics(run: EvaluationRun, scorers: list[ScorerInfo]) -> dict[str, floa
         of_run(run)
         .filter(
             kind=AssessmentKind.FEEDBACK,
-            source_type=AssessmentSource.CODE,
+            source_type__in=(AssessmentSource.CODE, AssessmentSource.LLM_JUDGE),  # a judge's source is LLM_JUDGE
             error__isnull=True,
             valid=True,
         )
@@ -376,6 +384,7 @@ def _end(run: EvaluationRun, status: str, *, error: str = "", metrics: dict[str,
 
 
 def run_errors(run: EvaluationRun) -> dict[str, int]:
-    """Error Feedback per scorer in this run."""
-    rows = of_run(run).filter(error__isnull=False).values("source_id").annotate(count=Count("id")).order_by("source_id")
-    return {row["source_id"]: row["count"] for row in rows}
+    """Error Feedback per scorer in this run (a judge's source id is its model: its scorer is in the metadata)."""
+    scorer = Coalesce(Cast(KT(f"metadata__{SCORER_NAME_KEY}"), TextField()), "source_id", output_field=TextField())
+    rows = of_run(run).filter(error__isnull=False).values(scorer=scorer).annotate(count=Count("id")).order_by("scorer")
+    return {row["scorer"]: row["count"] for row in rows}

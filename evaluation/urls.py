@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import comparison_views, run_views, views
+from . import comparison_views, judge_views, run_views, views
 
 app_name = "evaluation"
 
@@ -20,4 +20,6 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", run_views.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/add-to-session/", run_views.run_add_to_session, name="run_add_to_session"),
     path("runs/<int:pk>/traces.<str:fmt>", run_views.run_download, name="run_download"),
+    path("judges/", judge_views.judge_list, name="judge_list"),
+    path("judges/check/", judge_views.judge_check, name="judge_check"),
 ]

@@ -197,6 +197,51 @@ SCORER_WORKERS = env_int("SCORER_WORKERS", 4, minimum=1, maximum=256)
 # takes longer than this gives an ERROR trace for its record.
 PREDICT_TIMEOUT_SECONDS = env_int("PREDICT_TIMEOUT_SECONDS", 300, minimum=1, maximum=86_400)
 
+# LLM judges (MLflow's built-in judges) call one OpenAI-compatible chat completions endpoint: JUDGE_BASE_URL is its
+# base (requests go to {JUDGE_BASE_URL}/chat/completions, e.g. https://api.openai.com/v1 or http://localhost:11434/v1),
+# JUDGE_MODEL the model name it serves. Without both, judges are listed as unavailable and cannot be started.
+JUDGE_BASE_URL = os.environ.get("JUDGE_BASE_URL", "").strip().rstrip("/")
+JUDGE_MODEL = os.environ.get("JUDGE_MODEL", "").strip()
+# Sent as "Authorization: Bearer …"; never shown on a page, logged, stored or exported. Empty: no Authorization header.
+JUDGE_API_KEY = os.environ.get("JUDGE_API_KEY", "").strip()
+# The longest one judge may take on one trace, all its requests, retries and waits included; past it the trace gets
+# an error Feedback (TIMEOUT) and the run goes on.
+JUDGE_TIMEOUT_S = env_int("JUDGE_TIMEOUT_S", 60, minimum=1, maximum=3_600)
+# Judge calls of a run in flight at once (their own threads, beside SCORER_WORKERS for code scorers).
+JUDGE_MAX_CONCURRENCY = env_int("JUDGE_MAX_CONCURRENCY", 4, minimum=1, maximum=256)
+# Retries of one request after a 429, a 5xx or a dropped connection, with exponential backoff (Retry-After honoured),
+# within JUDGE_TIMEOUT_S.
+JUDGE_MAX_RETRIES = env_int("JUDGE_MAX_RETRIES", 2, minimum=0, maximum=10)
+
+
+# The Guidelines judge's named guidelines, a JSON object {"name": "guideline" or ["guideline", ...]}; each name
+# becomes one pass/fail Feedback, e.g. {"concise_communication": "The response must be concise."}.
+def env_guidelines(name: str) -> dict[str, list[str]]:
+    """Named guidelines from a JSON object in the environment; a bad value stops start-up with the reason."""
+    import json
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name} must be a JSON object of named guidelines: {error}") from None
+    if not isinstance(found, dict):
+        raise ImproperlyConfigured(f'{name} must be a JSON object, e.g. {{"concise": "The response must be concise."}}')
+    guidelines: dict[str, list[str]] = {}
+    for key, value in found.items():
+        texts = [value] if isinstance(value, str) else value
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", key):
+            raise ImproperlyConfigured(f"{name}: {key[:40]!r} is not a name (letters, digits, _ . - only)")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ImproperlyConfigured(f"{name}: {key!r} must be a guideline or a list of guidelines (non-empty text)")
+        guidelines[key] = [text.strip() for text in texts]
+    return guidelines
+
+
+JUDGE_GUIDELINES = env_guidelines("JUDGE_GUIDELINES")
+
 # Content-Security-Policy: everything from our own origin; htmx is vendored.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

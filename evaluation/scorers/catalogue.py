@@ -1,4 +1,5 @@
-"""Which scorers exist: every ``mlflow.genai`` ``Scorer`` (``@scorer`` functions included) in ``SCORER_MODULES``.
+"""Which scorers exist: every ``mlflow.genai`` ``Scorer`` (``@scorer`` functions included) in ``SCORER_MODULES``,
+and MLflow's built-in LLM judges (``evaluation.judges.builtin``), unavailable while no judge endpoint is configured.
 
 A scorer is known by its name, with its module, the arguments it takes (of ``inputs``, ``outputs``,
 ``expectations``, ``trace``), its aggregations, its docstring and a digest of its definition, so a
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import re
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -33,6 +35,14 @@ class ScorerModuleError(ScorerError):
         super().__init__(f"scorer module {module!r} failed to import: {reason}")
 
 
+class UnavailableScorerError(ScorerError):
+    """A judge of the catalogue that cannot run now (no endpoint configured, no guidelines)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        super().__init__(f"judge {name!r} is not available: {reason}")
+
+
 class UnknownScorerError(ScorerError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
@@ -52,6 +62,22 @@ class ScorerInfo:
     digest: str
     timeout: float | None = None
     scorer: Any = field(repr=False, compare=False, default=None)
+    kind: str = "code"  # or "judge": an LLM judge, its Feedback's source is LLM_JUDGE with the model as source id
+    reads: str = ""  # for a judge: what it reads, in words
+    unavailable: str = ""  # why it cannot run now ("" when it can)
+
+    @property
+    def is_judge(self) -> bool:
+        return self.kind == "judge"
+
+    @property
+    def available(self) -> bool:
+        return not self.unavailable
+
+    @property
+    def feedback_name(self) -> str:
+        """Its Feedback name when it fails: MLflow names a judge's Feedback ``correctness``, not ``Correctness``."""
+        return getattr(self.scorer, "name", None) or (_snake(self.name) if self.is_judge else self.name)
 
     @property
     def version(self) -> dict[str, str]:
@@ -67,16 +93,28 @@ class ScorerInfo:
 class Catalogue:
     scorers: dict[str, ScorerInfo]
     errors: tuple[ScorerModuleError, ...] = ()
+    judges: dict[str, ScorerInfo] = field(default_factory=dict)
 
     def get(self, name: str) -> ScorerInfo:
-        if name not in self.scorers:
-            for error in self.errors:
-                raise error
-            raise UnknownScorerError(name, sorted(self.scorers))
-        return self.scorers[name]
+        """A module's scorer, else a built-in judge (by MLflow's class name or its Feedback name, as MLflow's CLI)."""
+        if name in self.scorers:
+            return self.scorers[name]
+        judge = self.judges.get(name) or next((j for j in self.judges.values() if _snake(j.name) == name), None)
+        if judge is not None:
+            if not judge.available:
+                raise UnavailableScorerError(judge.name, judge.unavailable)
+            return judge
+        for error in self.errors:
+            raise error
+        raise UnknownScorerError(name, sorted(self.scorers) + [j.name for j in self.judges.values() if j.available])
 
     def pick(self, names: list[str]) -> list[ScorerInfo]:
         return [self.get(name) for name in dict.fromkeys(names)]
+
+
+def _snake(name: str) -> str:
+    """MLflow's scorer name of a built-in class name: ``RelevanceToQuery`` → ``relevance_to_query``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _one_line(error: BaseException) -> str:
@@ -152,10 +190,14 @@ def scorers_in(module: ModuleType) -> list[Any]:
 
 
 def load_catalogue(modules: list[str] | None = None) -> Catalogue:
-    """Every scorer of these modules (default ``SCORER_MODULES``); modules that fail to import are listed as errors.
+    """Every scorer of these modules (default ``SCORER_MODULES``) and the built-in judges; modules that fail to import
+    are listed as errors.
 
-    A name defined twice keeps the first module's scorer, in the order of ``SCORER_MODULES``.
+    A name defined twice keeps the first module's scorer, in the order of ``SCORER_MODULES``; a module's scorer
+    named as a built-in judge hides the judge.
     """
+    from evaluation.judges.builtin import builtin_judges
+
     found: dict[str, ScorerInfo] = {}
     errors: list[ScorerModuleError] = []
     for dotted in settings.SCORER_MODULES if modules is None else modules:
@@ -166,4 +208,5 @@ def load_catalogue(modules: list[str] | None = None) -> Catalogue:
             continue
         for scorer in scorers_in(module):
             found.setdefault(scorer.name, describe(scorer, dotted))
-    return Catalogue(scorers=found, errors=tuple(errors))
+    judges = {name: info for name, info in builtin_judges().items() if name not in found}
+    return Catalogue(scorers=found, errors=tuple(errors), judges=judges)

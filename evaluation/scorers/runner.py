@@ -6,10 +6,16 @@ holds the conversation, ``traces.conversation``), ``expectations`` from the data
 the trace's valid expectation assessments, ``trace`` a real ``mlflow.entities.Trace``. Return values
 go through MLflow's own ``standardize_scorer_value``: a primitive becomes a Feedback named after the
 scorer, a Feedback keeps its name (the default ``feedback`` becomes the scorer's), a list keeps each
-name; the source is CODE with the scorer name as source id. A scorer that raises, times out or
+name; the source is CODE with the scorer name as source id, except for an LLM judge, whose Feedback
+keeps MLflow's source (LLM_JUDGE, the model as source id), rationale, span id and token counts. Every
+result names its scorer in ``mlflow.assessment.scorerName``. A scorer that raises, times out or
 returns an unsupported type gives an error Feedback for that trace and the run goes on.
 
-Results are new CODE assessments tagged with the run id: they never override or invalidate a human
+Code scorers run in ``SCORER_WORKERS`` threads under ``SCORER_TIMEOUT_SECONDS``; judges run beside
+them in their own ``JUDGE_MAX_CONCURRENCY`` threads, each judge's call on one trace under one
+``JUDGE_TIMEOUT_S`` deadline (``evaluation.judges.endpoint``).
+
+Results are new assessments tagged with the run id: they never override or invalidate a human
 assessment. A trace's results are written only when all its scorers finished, in one insert per
 batch, and are idempotent: assessment ids derive from (run, trace, scorer version, name, position).
 """
@@ -19,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import traceback
 from collections import defaultdict
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +42,8 @@ from .pool import CallPool, ScorerTimeout
 
 SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
 SCORER_DIGEST_KEY = "mlflow.assessment.scorerDigest"
+SCORER_NAME_KEY = "mlflow.assessment.scorerName"
+JUDGE_DEADLINE_GRACE_S = 2.0  # the pool's backstop: the judge's own deadline (JUDGE_TIMEOUT_S) fires first
 
 
 @dataclass
@@ -62,6 +71,8 @@ class FeedbackResult:
     error: dict[str, Any] | None
     metadata: dict[str, Any]
     span_id: str
+    source_type: str = AssessmentSource.CODE
+    source_id: str = ""  # "" is the scorer's name
 
 
 def _expectations_by_trace(trace_pks: Collection[int]) -> dict[int, dict[str, Any]]:
@@ -127,32 +138,70 @@ def _call(info: ScorerInfo, item: ScoringItem) -> Any:
 
     _in_scorer_timeout.set(True)
     return info.scorer.run(
-        inputs=item.inputs, outputs=item.outputs, expectations=item.expectations, trace=item.mlflow_trace
+        inputs=item.inputs,
+        outputs=item.outputs,
+        expectations=item.expectations,
+        trace=item.mlflow_trace if info.takes_trace else None,
     )
 
 
-def _error(error: BaseException) -> dict[str, Any]:
+def _call_judge(info: ScorerInfo, item: ScoringItem) -> Any:
+    """A judge's call on one trace: all its requests share one ``JUDGE_TIMEOUT_S`` deadline."""
+    from evaluation.judges.endpoint import judge_call
+
+    with judge_call():
+        return _call(info, item)
+
+
+def _error(error: BaseException, info: ScorerInfo) -> dict[str, Any]:
+    if info.is_judge:
+        from evaluation.judges.endpoint import JudgeCallError, error_of, redact
+
+        code, message = error_of(error)
+        expected = isinstance(error, JudgeCallError | ScorerTimeout) or code in ("TIMEOUT", "PARSE_ERROR")
+        stack = "" if expected or not error.__traceback__ else "".join(traceback.format_exception(error))
+        return {"error_code": code, "error_message": message, "stack_trace": redact(stack[-4000:])}
     message = str(error) or type(error).__name__
     code = "TIMEOUT" if isinstance(error, ScorerTimeout) else type(error).__name__
     stack = "".join(traceback.format_exception(error))[-4000:] if error.__traceback__ else ""
     return {"error_code": code, "error_message": message[:2000], "stack_trace": stack}
 
 
+def _source(info: ScorerInfo, feedback: Any = None) -> tuple[str, str]:
+    """CODE and the scorer's name; for a judge, MLflow's source of its Feedback (LLM_JUDGE, the model)."""
+    if not info.is_judge:
+        return AssessmentSource.CODE, info.name
+    source = getattr(feedback, "source", None)
+    if source is not None and source.source_type == AssessmentSource.LLM_JUDGE and source.source_id:
+        return AssessmentSource.LLM_JUDGE, source.source_id
+    from evaluation.judges.endpoint import current
+
+    return AssessmentSource.LLM_JUDGE, current().model_uri
+
+
 def feedbacks_of(info: ScorerInfo, item: ScoringItem, ok: bool, value: Any, *, run_id: str) -> list[FeedbackResult]:
     """What one call gave, as MLflow's harness turns it into Feedback (errors included)."""
     from mlflow.genai.evaluation.utils import standardize_scorer_value
 
-    metadata = {SOURCE_RUN_KEY: run_id, SCORER_DIGEST_KEY: info.digest}
+    metadata = {SOURCE_RUN_KEY: run_id, SCORER_DIGEST_KEY: info.digest, SCORER_NAME_KEY: info.name}
     if ok:
         try:
-            feedbacks = standardize_scorer_value(info.name, value)
+            feedbacks = standardize_scorer_value(info.feedback_name, value)
         except Exception as error:
             ok, value = False, error
     if not ok:
-        return [FeedbackResult(info.name, info.digest, info.name, None, "", _error(value), metadata, item.root_span_id)]
+        source_type, source_id = _source(info)
+        error = _error(value, info)
+        return [
+            FeedbackResult(
+                info.name, info.digest, info.feedback_name, None, "", error, metadata, item.root_span_id,
+                source_type, source_id,
+            )
+        ]  # fmt: skip
     results = []
     for feedback in feedbacks:
         error = feedback.error
+        source_type, source_id = _source(info, feedback)
         results.append(
             FeedbackResult(
                 scorer=info.name,
@@ -162,22 +211,70 @@ def feedbacks_of(info: ScorerInfo, item: ScoringItem, ok: bool, value: Any, *, r
                 rationale=feedback.rationale or "",
                 error=({"error_code": error.error_code, "error_message": error.error_message or ""} if error else None),
                 metadata={**{k: str(v) for k, v in (feedback.metadata or {}).items()}, **metadata},
-                span_id=item.root_span_id,
+                span_id=feedback.span_id or item.root_span_id,
+                source_type=source_type,
+                source_id=source_id,
             )
         )
     return results
 
 
+Calls = Iterable[tuple[Hashable, Callable[[], Any], float | None]]
+
+
+class ScoringPool:
+    """Code scorers on a ``SCORER_WORKERS`` pool; judges on their own ``JUDGE_MAX_CONCURRENCY`` pool, side by side."""
+
+    def __init__(self) -> None:
+        self.code = CallPool(workers=settings.SCORER_WORKERS, timeout=settings.SCORER_TIMEOUT_SECONDS)
+        self._judges: CallPool | None = None
+
+    @property
+    def judges(self) -> CallPool:
+        if self._judges is None:
+            timeout = settings.JUDGE_TIMEOUT_S + JUDGE_DEADLINE_GRACE_S
+            self._judges = CallPool(workers=settings.JUDGE_MAX_CONCURRENCY, timeout=timeout)
+        return self._judges
+
+    def run(self, calls: Calls, judge_calls: Calls = ()) -> dict[Hashable, tuple[bool, Any]]:
+        judge_calls = list(judge_calls)
+        if not judge_calls:
+            return self.code.run(calls)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge-calls") as side:
+            judged = side.submit(self.judges.run, judge_calls)
+            done = self.code.run(calls)
+            return {**done, **judged.result()}
+
+    def close(self) -> None:
+        self.code.close()
+        if self._judges is not None:
+            self._judges.close()
+
+    def __enter__(self) -> ScoringPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def score_items(
-    items: list[ScoringItem], scorers: list[ScorerInfo], *, run_id: str, pool: CallPool
+    items: list[ScoringItem], scorers: list[ScorerInfo], *, run_id: str, pool: CallPool | ScoringPool
 ) -> dict[int, list[FeedbackResult]]:
     """Every scorer on every item, in parallel; per trace, its results once all its scorers finished."""
-    calls = (
-        ((index, position), lambda info=info, item=item: _call(info, item), info.timeout)
-        for index, item in enumerate(items)
-        for position, info in enumerate(scorers)
-    )
-    outcomes = pool.run(calls)
+    code_calls, judge_calls = [], []
+    if any(info.is_judge for info in scorers):
+        from evaluation.judges.endpoint import activate
+
+        activate()
+    for index, item in enumerate(items):
+        for position, info in enumerate(scorers):
+            call = _call_judge if info.is_judge else _call
+            entry = ((index, position), lambda call=call, info=info, item=item: call(info, item), info.timeout)
+            (judge_calls if info.is_judge else code_calls).append(entry)
+    if isinstance(pool, ScoringPool):
+        outcomes = pool.run(code_calls, judge_calls)
+    else:
+        outcomes = pool.run([*code_calls, *judge_calls])
     results: dict[int, list[FeedbackResult]] = {}
     for index, item in enumerate(items):
         found: list[FeedbackResult] = []
@@ -207,8 +304,8 @@ def assessment_rows(
                 value=result.value,
                 rationale=result.rationale,
                 error=result.error,
-                source_type=AssessmentSource.CODE,
-                source_id=result.scorer,
+                source_type=result.source_type,
+                source_id=result.source_id or result.scorer,
                 span_id=result.span_id,
                 metadata=result.metadata,
                 create_time=now,
@@ -223,5 +320,5 @@ def write_results(items: list[ScoringItem], results: dict[int, list[FeedbackResu
     return len(rows)
 
 
-def new_pool() -> CallPool:
-    return CallPool(workers=settings.SCORER_WORKERS, timeout=settings.SCORER_TIMEOUT_SECONDS)
+def new_pool() -> ScoringPool:
+    return ScoringPool()

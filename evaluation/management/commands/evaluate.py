@@ -17,7 +17,8 @@ class Command(BaseCommand):
         "Run MLflow @scorer functions (from SCORER_MODULES) over stored traces: those of a labeling session, "
         "of a dataset's records, or matching a filter string in an experiment; or call the app (--predict) on a "
         "dataset's records and score the traces that makes. Each result is a CODE Feedback "
-        "on the trace; the run's metrics (<name>/mean …) are printed at the end."
+        "on the trace (LLM_JUDGE for MLflow's built-in judges, see the Judges page); the run's metrics "
+        "(<name>/mean …) are printed at the end."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
