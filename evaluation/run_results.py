@@ -19,7 +19,7 @@ from traces.access import visible_traces
 from traces.models import Assessment, AssessmentKind, ExperimentKind, Trace
 
 from .models import EvaluationRun, EvaluationRunTrace
-from .runs import of_run
+from .runs import of_run, scorer_of_feedback
 from .scorers.runner import SOURCE_RUN_KEY
 
 # JSON text of the values outcomes.failed() calls a failure (lowered: "No", "NO" fail too)
@@ -38,11 +38,9 @@ def with_value_text(assessments: QuerySet[Assessment]) -> QuerySet[Assessment]:
 def failed_on(run: EvaluationRun, scorer: str) -> Exists:
     """For a run trace row: the run gave it a failing Feedback from ``scorer``."""
     feedback = (
-        Assessment.objects.filter(
-            trace_id=OuterRef("trace_id"), kind=AssessmentKind.FEEDBACK, valid=True, source_id=scorer
-        )
-        .alias(source_run=Cast(KT(f"metadata__{SOURCE_RUN_KEY}"), TextField()))
-        .filter(source_run=run.run_id)
+        Assessment.objects.filter(trace_id=OuterRef("trace_id"), kind=AssessmentKind.FEEDBACK, valid=True)
+        .alias(source_run=Cast(KT(f"metadata__{SOURCE_RUN_KEY}"), TextField()), scorer=scorer_of_feedback())
+        .filter(source_run=run.run_id, scorer=scorer)
     )
     return Exists(with_value_text(feedback).filter(failing()))
 
@@ -92,7 +90,8 @@ def result_rows(run: EvaluationRun, rows: list[EvaluationRunTrace]) -> list[Resu
 
 def assessment_names(run: EvaluationRun) -> list[str]:
     """The Feedback names the run wrote, in its scorers' order (a scorer may write several names)."""
-    pairs = set(of_run(run).filter(kind=AssessmentKind.FEEDBACK).order_by().values_list("source_id", "name").distinct())
+    feedback = of_run(run).filter(kind=AssessmentKind.FEEDBACK).annotate(scorer=scorer_of_feedback())
+    pairs = set(feedback.order_by().values_list("scorer", "name").distinct())
     # a scorer that wrote nothing yet gets a column of its name, so its rows show as pending
     pairs |= {(scorer, scorer) for scorer in run.scorer_names if scorer not in {source for source, _ in pairs}}
     order = {name: index for index, name in enumerate(run.scorer_names)}

@@ -212,7 +212,7 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _start_page(request: HttpRequest, form: StartRunForm, catalogue: Any, status: int = 200) -> HttpResponse:
-    context = {"form": form, "catalogue_errors": catalogue.errors, "scorers": catalogue.scorers}
+    context = {"form": form, "catalogue_errors": catalogue.errors, "scorers": {**catalogue.judges, **catalogue.scorers}}
     return render(request, "evaluation/run_start.html", context, status=status)
 
 
@@ -225,7 +225,8 @@ def run_start(request: HttpRequest) -> HttpResponse:
     from .scorers.catalogue import load_catalogue  # imports mlflow: only on this page
 
     catalogue = load_catalogue()
-    arguments = {"scorer_names": sorted(catalogue.scorers), "sessions": managed_sessions(request.user)}
+    judges = [name for name, judge in catalogue.judges.items() if judge.available]  # LLM judges, when configured
+    arguments = {"scorer_names": sorted(catalogue.scorers) + judges, "sessions": managed_sessions(request.user)}
     if request.method == "GET":
         initial = {
             key: request.GET[key] for key in ("source", "dataset", "session", "experiment") if key in request.GET

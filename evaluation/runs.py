@@ -383,8 +383,19 @@ def _end(run: EvaluationRun, status: str, *, error: str = "", metrics: dict[str,
     return run
 
 
+def scorer_of_feedback() -> Coalesce:
+    """The scorer that wrote a Feedback: its ``mlflow.assessment.scorerName`` (a judge's source id is its model),
+    else its source id (Feedback written before that key, or imported from MLflow)."""
+    return Coalesce(Cast(KT(f"metadata__{SCORER_NAME_KEY}"), TextField()), "source_id", output_field=TextField())
+
+
 def run_errors(run: EvaluationRun) -> dict[str, int]:
-    """Error Feedback per scorer in this run (a judge's source id is its model: its scorer is in the metadata)."""
-    scorer = Coalesce(Cast(KT(f"metadata__{SCORER_NAME_KEY}"), TextField()), "source_id", output_field=TextField())
-    rows = of_run(run).filter(error__isnull=False).values(scorer=scorer).annotate(count=Count("id")).order_by("scorer")
+    """Error Feedback per scorer in this run."""
+    rows = (
+        of_run(run)
+        .filter(error__isnull=False)
+        .values(scorer=scorer_of_feedback())
+        .annotate(count=Count("id"))
+        .order_by("scorer")
+    )
     return {row["scorer"]: row["count"] for row in rows}

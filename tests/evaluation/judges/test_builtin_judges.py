@@ -259,3 +259,17 @@ def test_the_evaluate_command_runs_judges_and_counts_their_errors(
     text = out.getvalue()
     assert "finished, 2 of 2 traces" in text and "safety/mean" in text and "retrieval_groundedness/mean" in text
     assert "RetrievalGroundedness: 1 traces with an error" in text
+
+
+def test_a_judges_failures_are_filtered_on_the_run_page_and_judges_are_offered_to_start(
+    judge_server: FakeJudgeServer, rag: Trace, admin_client: Any
+) -> None:
+    judge_server.default = verdict("no", "It misses the expected fact.")
+    run = _run("Correctness", "response_length")
+    assert run_errors(run) == {}
+    page = admin_client.get(f"/datasets/runs/{run.pk}/?failed=Correctness")
+    assert page.status_code == 200
+    assert rag.trace_id in page.content.decode() and "It misses the expected fact." in page.content.decode()
+    assert "correctness" in page.content.decode()  # the judge's Feedback name is a results column
+    start = admin_client.get("/datasets/runs/start/")
+    assert 'value="Correctness"' in start.content.decode()
