@@ -27,7 +27,7 @@ from traces.models import Trace
 
 from .access import can_cancel, can_see_runs, can_start_runs, is_active, visible_runs
 from .exporters import jsonl_line
-from .models import EvaluationRun
+from .models import EvaluationRun, RunStatus
 from .parquet import write_parquet
 from .run_forms import AddToSessionForm, StartRunForm
 from .run_results import assessment_names, means, metric_cards, result_rows, run_rows, traces_to_add
@@ -68,6 +68,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "page": page,
         "runs": [(run, means(run.metrics)) for run in page.object_list],
         "can_start": can_start_runs(request.user),
+        "can_compare": visible_runs(request.user).filter(status=RunStatus.FINISHED)[:2].count() == 2,
     }
     template = "evaluation/run_list.html#runs" if request.htmx else "evaluation/run_list.html"
     return render(request, template, context)
@@ -106,10 +107,27 @@ def _failed_param(request: HttpRequest, run: EvaluationRun) -> str:
     return failed if failed in run.scorer_names else ""
 
 
+def _compare_with(request: HttpRequest, run: EvaluationRun) -> EvaluationRun | None:
+    """The run to compare this one with: the latest finished run before it over the same source, else any before it."""
+    if run.status != RunStatus.FINISHED:
+        return None
+    earlier = visible_runs(request.user).filter(status=RunStatus.FINISHED, created_at__lte=run.created_at)
+    earlier = earlier.exclude(pk=run.pk).order_by("-created_at", "-id").only("pk", "name", "dataset_id", "session_id")
+    candidates = list(earlier[:20])
+    same = [
+        other
+        for other in candidates
+        if (run.dataset_id and other.dataset_id == run.dataset_id)
+        or (run.session_id and other.session_id == run.session_id)
+    ]
+    return (same or candidates or [None])[0]
+
+
 def _detail_context(request: HttpRequest, run: EvaluationRun, failed: str) -> dict[str, Any]:
     errors = run_errors(run)
     return {
         "run": run,
+        "compare_with": _compare_with(request, run),
         "active": is_active(run),
         "cards": metric_cards(run.metrics),
         "scorers": [{**scorer, "errors": errors.get(scorer["name"], 0)} for scorer in run.scorers],

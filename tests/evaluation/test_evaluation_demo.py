@@ -56,3 +56,15 @@ def test_the_demo_is_skipped_with_a_warning_when_the_example_scorers_are_not_con
     call_command("seed_demo", stdout=out, stderr=err)
     assert "warning: the evaluation demo was skipped: unknown scorer 'response_length'" in err.getvalue()
     assert not EvaluationRun.objects.exists()
+
+
+def test_the_second_demo_runs_page_links_to_its_comparison_with_the_first(admin_client: Any) -> None:
+    from evaluation.demo import seed_evaluation_demo
+
+    v1, v2 = seed_evaluation_demo().runs
+    page = admin_client.get(f"/datasets/runs/{v2.pk}/").content.decode()
+    assert f"/datasets/runs/compare/?a={v1.pk}&amp;b={v2.pk}" in page
+    assert "/datasets/runs/compare/?a=" not in admin_client.get(f"/datasets/runs/{v1.pk}/").content.decode()
+    assert "Compare two runs" in admin_client.get("/datasets/runs/").content.decode()
+    comparison = admin_client.get(f"/datasets/runs/compare/?a={v1.pk}&b={v2.pk}").content.decode()
+    assert "3 regressed" in comparison and "improved" in comparison
