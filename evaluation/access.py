@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from labeling.access import can_manage, is_admin, is_lead_anywhere, managed_sessions
+from labeling.models import LabelingSession, SessionStatus
 from traces.access import can_explore_traces
 from traces.models import ExperimentKind
 
@@ -58,3 +59,8 @@ def can_cancel(user: Any, run: EvaluationRun) -> bool:
 
 def is_active(run: EvaluationRun) -> bool:
     return run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def sessions_to_add_to(user: Any) -> QuerySet[LabelingSession]:
+    """The sessions a run's (or a comparison's) traces may be added to: managed by the user, not archived."""
+    return managed_sessions(user).exclude(status=SessionStatus.ARCHIVED)

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
 
+from labeling import services as labeling_services
+from labeling.views.access import deny
 from traces.access import can_explore_traces
 
-from .access import visible_runs
+from .access import can_start_runs, sessions_to_add_to, visible_runs
 from .comparison import RunComparison, compare_runs, load_details
 from .models import EvaluationRun, RunStatus
+from .run_forms import AddToSessionForm
+from .run_results import run_rows, traces_to_add
 
 EXAMPLES_PER_PAGE = 20
 RUNS_OFFERED = 200
@@ -71,13 +79,27 @@ def _choices(runs: QuerySet[EvaluationRun]) -> list[EvaluationRun]:
     return list(finished.only("pk", "name", "app_version", "created_at", "status")[:RUNS_OFFERED])
 
 
+def _add_form(request: HttpRequest, data: Any = None) -> AddToSessionForm | None:
+    """The "add B's regressed traces to a session" form, for those who may add traces (admins and leads)."""
+    if not can_start_runs(request.user):
+        return None
+    return AddToSessionForm(data, sessions=sessions_to_add_to(request.user))
+
+
 def _page_context(request: HttpRequest, comparison: RunComparison, scorer: str) -> dict[str, Any]:
     examples = comparison.examples_for(scorer)
     page = Paginator(examples, EXAMPLES_PER_PAGE).get_page(request.GET.get("page"))
     load_details(page.object_list)
     base = request.GET.copy()
     base.pop("page", None)
-    return {"page": page, "examples": page.object_list, "page_query": base.urlencode()}
+    regressed = [e for e in examples if e.regressions]
+    return {
+        "page": page,
+        "examples": page.object_list,
+        "page_query": base.urlencode(),
+        "regressed_count": len(regressed),
+        "add_form": _add_form(request),
+    }
 
 
 @login_required
@@ -109,3 +131,55 @@ def run_compare(request: HttpRequest) -> HttpResponse:
     context |= {"comparison": comparison, **_page_context(request, comparison, scorer)}
     template = "evaluation/run_compare.html#examples" if request.htmx else "evaluation/run_compare.html"
     return render(request, template, context)
+
+
+def _compare_url(a: EvaluationRun, b: EvaluationRun, scorer: str) -> str:
+    query = {"a": a.pk, "b": b.pk, **({"scorer": scorer} if scorer else {})}
+    return f"{reverse('evaluation:run_compare')}?{urlencode(query)}#examples"
+
+
+@login_required
+@require_POST
+def run_compare_add_to_session(request: HttpRequest) -> HttpResponse:
+    """Copy run B's traces of the regressed examples (on ``scorer``, or on any) into a session, for experts to judge."""
+    if not can_explore_traces(request.user):
+        raise Http404("No such page.")
+    if not can_start_runs(request.user):
+        deny(request)
+    runs = visible_runs(request.user)
+    scorer = request.POST.get("scorer", "").strip()
+    try:
+        a, b = pick_runs(runs, request.POST)
+        comparison = compare_runs(a, b)
+        if scorer and scorer not in comparison.scorer_names:
+            raise CompareInputError(f"Both runs have no scorer named “{scorer[:80]}”.")
+    except CompareInputError as error:
+        return render(request, "evaluation/run_compare.html", {"problem": str(error), "choices": []}, status=400)
+    form = _add_form(request, request.POST)
+    regressed = [e.b.pk for e in comparison.examples_for(scorer) if e.regressions]
+    problem = ""
+    if form is None or not form.is_valid():
+        problem = " ".join(e for errors in (form.errors.values() if form else []) for e in errors)
+    elif not regressed:
+        problem = f"Nothing to add: no example regressed{f' on {scorer}' if scorer else ''}."
+    if problem:
+        context = {"comparison": comparison, "choices": _choices(runs), "scorer": scorer, "add_error": problem}
+        context |= {"a_value": str(a.pk), "b_value": str(b.pk), **_page_context(request, comparison, scorer)}
+        return render(request, "evaluation/run_compare.html", context, status=400)
+    rows = run_rows(b, request.user).filter(trace_id__in=regressed)
+    session = form.cleaned_data["session"]
+    result = labeling_services.add_traces_to_session(
+        session=session,
+        traces=traces_to_add(rows),
+        background_from=settings.TRACE_ADD_BACKGROUND_THRESHOLD,
+        requested_by=request.user,
+    )
+    if result.job is not None:
+        messages.success(request, f"Adding {result.job.total} regressed traces to “{session.name}” in the background.")
+        return redirect(reverse("labeling:trace_add_job", args=[session.pk, result.job.pk]))
+    messages.success(
+        request,
+        f"Added {result.added} regressed trace{'s' * (result.added != 1)} of “{b.name}” to “{session.name}” "
+        f"({result.already_there} {'were' if result.already_there != 1 else 'was'} already there).",
+    )
+    return redirect(_compare_url(a, b, scorer))

@@ -21,11 +21,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from labeling import services as labeling_services
 from labeling.access import managed_sessions
-from labeling.models import SessionStatus
 from labeling.views.access import deny
 from traces.models import Trace
 
-from .access import can_cancel, can_see_runs, can_start_runs, is_active, visible_runs
+from .access import can_cancel, can_see_runs, can_start_runs, is_active, sessions_to_add_to, visible_runs
 from .exporters import jsonl_line
 from .models import EvaluationRun, RunStatus
 from .parquet import write_parquet
@@ -49,10 +48,6 @@ def _get_run(request: HttpRequest, pk: int) -> EvaluationRun:
     _runs_reader(request)
     runs = visible_runs(request.user).select_related("started_by", "dataset", "session", "experiment")
     return get_object_or_404(runs, pk=pk)
-
-
-def _sessions_to_add_to(user: Any) -> Any:
-    return managed_sessions(user).exclude(status=SessionStatus.ARCHIVED)
 
 
 # ---------------------------------------------------------------- the runs list
@@ -97,7 +92,7 @@ def _results_context(request: HttpRequest, run: EvaluationRun, failed: str) -> d
         "names": assessment_names(run),
         "failed": failed,
         "filter_query": urlencode({"failed": failed}) if failed else "",
-        "add_form": AddToSessionForm(initial={"failed": failed}, sessions=_sessions_to_add_to(request.user)),
+        "add_form": AddToSessionForm(initial={"failed": failed}, sessions=sessions_to_add_to(request.user)),
         "can_add": can_start_runs(request.user),
     }
 
@@ -181,7 +176,7 @@ def run_add_to_session(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run(request, pk)
     if not can_start_runs(request.user):
         deny(request)
-    form = AddToSessionForm(request.POST, sessions=_sessions_to_add_to(request.user))
+    form = AddToSessionForm(request.POST, sessions=sessions_to_add_to(request.user))
     failed = (request.POST.get("failed") or "").strip()
     if failed and failed not in run.scorer_names:
         return _detail_page(request, run, "", status=400, add_error=f"This run has no scorer named “{failed}”.")

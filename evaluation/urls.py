@@ -13,6 +13,11 @@ urlpatterns = [
     path("traces.jsonl", views.traces_download, name="traces_download"),
     path("scorers/", views.scorer_list, name="scorer_list"),
     path("runs/compare/", comparison_views.run_compare, name="run_compare"),
+    path(
+        "runs/compare/add-to-session/",
+        comparison_views.run_compare_add_to_session,
+        name="run_compare_add_to_session",
+    ),
     path("runs/", run_views.run_list, name="run_list"),
     path("runs/start/", run_views.run_start, name="run_start"),
     path("runs/<int:pk>/", run_views.run_detail, name="run_detail"),
