@@ -85,7 +85,9 @@ def test_unknown_runs_are_a_400(admin_client: Any, session: LabelingSession, db:
     assert response.status_code == 400 and "There is no run #1" in response.content.decode()
 
 
-def test_a_reviewer_cannot_add(client: Any, runs: tuple[EvaluationRun, EvaluationRun], session: LabelingSession) -> None:
+def test_a_reviewer_cannot_add(
+    client: Any, runs: tuple[EvaluationRun, EvaluationRun], session: LabelingSession
+) -> None:
     client.force_login(User.objects.create_user("rita"))
     assert _post(client, runs, session=session.pk).status_code == 404
     assert not ReviewItem.objects.exists()
