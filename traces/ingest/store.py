@@ -318,7 +318,8 @@ def copy_traces(*, source_ids: Sequence[int], experiment: Experiment, provenance
     assessment a new ``assessment_id``, ``overrides`` pointing at the copy of what it overrode, and
     ``metadata[provenance_key]`` naming the original assessment. Returns source pk → copy pk.
     On PostgreSQL the rows never leave the server (``INSERT … SELECT``: three statements whatever
-    the batch size); elsewhere they go through the ORM. Call inside a transaction.
+    the batch size); elsewhere they go through the ORM. Copies are made in their originals' order (copied
+    assessments with the same ``create_time`` keep their order by id). Call inside a transaction.
     """
     if not source_ids:
         return {}
@@ -335,7 +336,7 @@ def _copy_traces_server_side(source_ids: list[int], experiment: Experiment, prov
         cursor.execute(
             f"INSERT INTO traces_trace (trace_id, experiment_id, source_trace_id, created_at, updated_at, {columns}) "
             f"SELECT 'tr-' || {_NEW_ID}, %s, id, %s, %s, {columns} FROM traces_trace WHERE id = ANY(%s) "
-            "RETURNING source_trace_id, id",
+            "ORDER BY id RETURNING source_trace_id, id",
             [experiment.pk, now, now, source_ids],
         )
         copy_of = dict(cursor.fetchall())
@@ -343,7 +344,8 @@ def _copy_traces_server_side(source_ids: list[int], experiment: Experiment, prov
         cursor.execute(
             f"INSERT INTO traces_span (trace_id, {span_columns}) "
             f"SELECT m.copy_id, {', '.join(f's.{c}' for c in COPIED_SPAN_COLUMNS)} FROM traces_span s "
-            "JOIN unnest(%s::bigint[], %s::bigint[]) AS m(source_id, copy_id) ON s.trace_id = m.source_id",
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS m(source_id, copy_id) ON s.trace_id = m.source_id "
+            "ORDER BY s.id",
             [sources, copies],
         )
         # One CTE row per original with its new id, so ``overrides`` can point at the copy it replaces.
@@ -362,6 +364,7 @@ def _copy_traces_server_side(source_ids: list[int], experiment: Experiment, prov
             FROM src
             JOIN unnest(%s::bigint[], %s::bigint[]) AS m(source_id, copy_id) ON src.trace_id = m.source_id
             LEFT JOIN src o ON o.assessment_id = src.overrides AND src.overrides <> ''
+            ORDER BY src.id
             """,
             [sources, provenance_key, sources, copies],
         )
@@ -369,7 +372,7 @@ def _copy_traces_server_side(source_ids: list[int], experiment: Experiment, prov
 
 
 def _copy_traces_with_orm(source_ids: list[int], experiment: Experiment, provenance_key: str) -> dict[int, int]:
-    sources = list(Trace.objects.filter(pk__in=source_ids))
+    sources = list(Trace.objects.filter(pk__in=source_ids).order_by("id"))
     copies = [
         Trace(
             trace_id=f"tr-{uuid.uuid4().hex}",
@@ -389,10 +392,10 @@ def _copy_traces_with_orm(source_ids: list[int], experiment: Experiment, provena
     copy_of = {s.pk: c.pk for s, c in zip(sources, copies, strict=True)}
     spans = (
         Span(trace_id=copy_of[span.trace_id], **{c: getattr(span, c) for c in COPIED_SPAN_COLUMNS})
-        for span in Span.objects.filter(trace__in=sources).iterator(chunk_size=2000)
+        for span in Span.objects.filter(trace__in=sources).order_by("id").iterator(chunk_size=2000)
     )
     Span.objects.bulk_create(list(spans), batch_size=1000)
-    originals = list(Assessment.objects.filter(trace__in=sources))
+    originals = list(Assessment.objects.filter(trace__in=sources).order_by("id"))
     new_ids = {a.assessment_id: f"a-{uuid.uuid4().hex}" for a in originals}
     Assessment.objects.bulk_create(
         [
