@@ -179,3 +179,85 @@ class EvaluationRunTrace(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} / {self.trace_id}"
+
+
+class JudgeKind(models.TextChoices):
+    GUIDELINES = "guidelines", "Guidelines judge (pass/fail guidelines)"
+    PROMPT = "prompt", "Prompt judge (your instructions)"
+
+
+class OutputKind(models.TextChoices):
+    YES_NO = "yes_no", "Yes / no"
+    CATEGORIES = "categories", "Named categories"
+    SCALE = "scale", "Integer scale with a pass threshold"
+
+
+JUDGE_DEFINITION_FIELDS = (
+    "name",
+    "description",
+    "kind",
+    "guidelines",
+    "instructions",
+    "output_kind",
+    "categories",
+    "scale_min",
+    "scale_max",
+    "pass_threshold",
+    "examples",
+)
+
+
+class CustomJudge(models.Model):
+    """An LLM judge defined in the app: MLflow's ``Guidelines`` judge, or ``make_judge`` over its instructions.
+
+    Versioned like label schemas: an edit that changes the definition keeps the previous one as a
+    ``CustomJudgeVersion`` and bumps ``version``; the digest a run records derives from the definition,
+    so a changed judge is a new scorer version.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="The scorer and Feedback name, e.g. “formality”.")
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=12, choices=JudgeKind.choices)
+    guidelines = models.JSONField(default=list, blank=True, help_text="Guidelines judges: the pass/fail guidelines.")
+    instructions = models.TextField(blank=True, default="", help_text="Prompt judges: the instruction template.")
+    output_kind = models.CharField(max_length=12, choices=OutputKind.choices, default=OutputKind.YES_NO)
+    categories = models.JSONField(default=list, blank=True, help_text='[{"name": …, "value": number or null}]')
+    scale_min = models.IntegerField(null=True, blank=True)
+    scale_max = models.IntegerField(null=True, blank=True)
+    pass_threshold = models.IntegerField(null=True, blank=True, help_text="A score at least this passes.")
+    examples = models.JSONField(default=list, blank=True, help_text="[{inputs, outputs, verdict, rationale}]")
+    version = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("evaluation:custom_judge_edit", args=[self.pk])
+
+    def snapshot(self) -> dict[str, Any]:
+        return {field: getattr(self, field) for field in JUDGE_DEFINITION_FIELDS}
+
+
+class CustomJudgeVersion(models.Model):
+    """What a custom judge looked like before an edit."""
+
+    judge = models.ForeignKey(CustomJudge, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["judge", "-version"]
+        constraints = [models.UniqueConstraint(fields=["judge", "version"], name="custom_judge_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.judge} v{self.version}"

@@ -241,6 +241,8 @@ def env_guidelines(name: str) -> dict[str, list[str]]:
 
 
 JUDGE_GUIDELINES = env_guidelines("JUDGE_GUIDELINES")
+# Few-shot examples a custom judge (defined on its admin page) may carry, inserted into its instructions.
+JUDGE_MAX_EXAMPLES = env_int("JUDGE_MAX_EXAMPLES", 5, minimum=0, maximum=50)
 
 # Content-Security-Policy: everything from our own origin; htmx is vendored.
 CONTENT_SECURITY_POLICY = {

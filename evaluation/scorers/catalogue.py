@@ -1,5 +1,6 @@
 """Which scorers exist: every ``mlflow.genai`` ``Scorer`` (``@scorer`` functions included) in ``SCORER_MODULES``,
-and MLflow's built-in LLM judges (``evaluation.judges.builtin``), unavailable while no judge endpoint is configured.
+MLflow's built-in LLM judges (``evaluation.judges.builtin``) and the judges defined in the app
+(``evaluation.judges.custom``), unavailable while no judge endpoint is configured.
 
 A scorer is known by its name, with its module, the arguments it takes (of ``inputs``, ``outputs``,
 ``expectations``, ``trace``), its aggregations, its docstring and a digest of its definition, so a
@@ -197,6 +198,7 @@ def load_catalogue(modules: list[str] | None = None) -> Catalogue:
     named as a built-in judge hides the judge.
     """
     from evaluation.judges.builtin import builtin_judges
+    from evaluation.judges.custom import custom_judges
 
     found: dict[str, ScorerInfo] = {}
     errors: list[ScorerModuleError] = []
@@ -209,4 +211,5 @@ def load_catalogue(modules: list[str] | None = None) -> Catalogue:
         for scorer in scorers_in(module):
             found.setdefault(scorer.name, describe(scorer, dotted))
     judges = {name: info for name, info in builtin_judges().items() if name not in found}
+    judges.update({name: info for name, info in custom_judges().items() if name not in found and name not in judges})
     return Catalogue(scorers=found, errors=tuple(errors), judges=judges)
