@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import comparison_views, judge_views, run_views, views
+from . import comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
 
 app_name = "evaluation"
 
@@ -27,4 +27,10 @@ urlpatterns = [
     path("runs/<int:pk>/traces.<str:fmt>", run_views.run_download, name="run_download"),
     path("judges/", judge_views.judge_list, name="judge_list"),
     path("judges/check/", judge_views.judge_check, name="judge_check"),
+    path("judges/custom/", custom_judge_views.custom_judge_list, name="custom_judge_list"),
+    path("judges/custom/new/", custom_judge_views.custom_judge_new, name="custom_judge_new"),
+    path("judges/custom/<int:pk>/", custom_judge_views.custom_judge_edit, name="custom_judge_edit"),
+    path("judges/agreement/", judge_agreement_views.judge_agreement, name="judge_agreement"),
+    path("judges/agreement/run/", judge_agreement_views.judge_agreement_run, name="judge_agreement_run"),
+    path("judges/agreement/example/", judge_agreement_views.judge_agreement_example, name="judge_agreement_example"),
 ]

@@ -176,8 +176,8 @@ def check(definition: Definition, *, pk: int | None = None) -> None:
 def _check_name(definition: Definition, pk: int | None, errors: dict[str, list[str]]) -> None:
     name = definition.name
     if not NAME.fullmatch(name):
-        _add(errors, "name", "Use lower-case letters, digits and _ starting with a letter (at most 100): it becomes "
-                             "the Feedback name, e.g. formality.")  # fmt: skip
+        message = "Use lower-case letters, digits and _ starting with a letter (at most 100): it is the Feedback name."
+        _add(errors, "name", message)
         return
     if name.endswith(PASS_SUFFIX) and definition.output_kind == OutputKind.SCALE:
         _add(errors, "name", f"A scale judge's name cannot end in {PASS_SUFFIX}: that is its pass/fail Feedback.")
@@ -337,8 +337,7 @@ class CustomJudgeScorer:
         given = {"inputs": inputs, "outputs": outputs, "expectations": expectations or {}, "trace": trace}
         return {name: given[name] for name in self.definition.variables}
 
-    def run(self, *, inputs: Any = None, outputs: Any = None, expectations: Any = None, trace: Any = None,
-            **_: Any) -> Any:  # fmt: skip
+    def run(self, *, inputs: Any = None, outputs: Any = None, expectations: Any = None, trace: Any = None) -> Any:
         feedback = self.judge(**self.arguments(inputs=inputs, outputs=outputs, expectations=expectations, trace=trace))
         return shape(self.definition, feedback)
 
@@ -353,8 +352,9 @@ class CustomJudgeScorer:
         given = self.arguments(inputs=inputs, outputs=outputs, expectations=expectations, trace=trace)
         with_trace = "trace" in self.definition.variables
         system = self.judge._build_system_message(with_trace)
-        user = self.judge._build_user_message(given.get("inputs"), given.get("outputs"), given.get("expectations"),
-                                              None)  # fmt: skip
+        user = self.judge._build_user_message(
+            given.get("inputs"), given.get("outputs"), given.get("expectations"), None
+        )
         return [("system", system), ("user", user)]
 
     def digest(self) -> str:
@@ -370,8 +370,13 @@ def _failed(feedback: Any, code: str, message: str) -> Any:
     from mlflow.entities import AssessmentError, Feedback
 
     error = AssessmentError(error_code=code, error_message=message)
-    return Feedback(name=feedback.name, error=error, source=feedback.source, rationale=feedback.rationale,
-                    metadata=feedback.metadata)  # fmt: skip
+    return Feedback(
+        name=feedback.name,
+        error=error,
+        source=feedback.source,
+        rationale=feedback.rationale,
+        metadata=feedback.metadata,
+    )
 
 
 def shape(definition: Definition, feedback: Any) -> Any:
@@ -432,13 +437,19 @@ def reads(definition: Definition) -> str:
 
 
 def describe(judge: CustomJudge, model_uri: str, configured: bool) -> ScorerInfo:
-    definition = Definition.of(judge)
-    common = {
-        "name": judge.name,
-        "module": f"{MODULE} v{judge.version}",
+    return describe_definition(Definition.of(judge), model_uri, configured, module=f"{MODULE} v{judge.version}")
+
+
+def describe_definition(
+    definition: Definition, model_uri: str, configured: bool, *, module: str = MODULE
+) -> ScorerInfo:
+    """The catalogue entry of a definition (saved or not: "run once" scores an unsaved one)."""
+    common: dict[str, Any] = {
+        "name": definition.name,
+        "module": module,
         "arguments": definition.variables,
         "aggregations": (),
-        "docstring": judge.description or reads(definition),
+        "docstring": definition.description or reads(definition),
         "kind": "judge",
         "reads": reads(definition),
     }
