@@ -114,7 +114,46 @@ def _label_order(question: LabelSchema, values: set[Any]) -> list[Any]:
         return [v for v in (True, False) if v in values] or [True, False]
     known = [canonical(question.input_type, option) for option in question.options or ()]
     order = [v for v in known if v in values]
-    return order + sorted((v for v in values if v not in order), key=repr)
+    return order + sorted((v for v in values if v not in order), key=_sort_key)
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    """Numbers by size, then everything else by its text."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, repr(value))
+
+
+@dataclass
+class Statistics:
+    items: int
+    agreed: int
+    percent: float | None
+    kappa: float | None
+    labels: list[Any]
+    matrix: list[list[int]]  # rows: experts, columns: judge, in the order of labels
+    notes: list[str]
+
+
+def statistics(pairs: list[tuple[Any, Any]], question: LabelSchema | None = None) -> Statistics:
+    """Agreement, Cohen's κ (``labeling.agreement.cohen``) and the confusion matrix of (experts, judge) pairs."""
+    notes = []
+    agreed = sum(1 for expert, answer in pairs if expert == answer)
+    percent = round(agreed / len(pairs), 4) if pairs else None
+    kappa = cohen([e for e, _ in pairs], [a for _, a in pairs]) if pairs else None
+    if not pairs:
+        notes.append("No item has both a judge answer and an experts' answer yet.")
+    elif kappa is None:
+        notes.append(
+            "Cohen's κ is undefined: fewer than two items, or judge and experts gave one same answer throughout "
+            "(chance agreement is 100%)."
+        )
+    values = {v for pair in pairs for v in pair}
+    labels = _label_order(question, values) if question is not None else sorted(values, key=_sort_key)
+    index = {label: position for position, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for expert, answer in pairs:
+        matrix[index[expert]][index[answer]] += 1
+    return Statistics(len(pairs), agreed, percent, kappa, labels, matrix, notes)
 
 
 def agreement(
@@ -149,23 +188,10 @@ def agreement(
     result.no_consensus = ties
     pairs = [(trace, expert, judged[trace]) for trace, expert in majority.items() if trace in judged]
     result.judge_missing = sum(1 for trace in majority if trace not in judged)
-    result.items = len(pairs)
-    result.agreed = sum(1 for _, expert, (answer, _) in pairs if expert == answer)
-    if pairs:
-        result.percent = round(result.agreed / len(pairs), 4)
-        result.kappa = cohen([expert for _, expert, _ in pairs], [answer for _, _, (answer, _) in pairs])
-        if result.kappa is None:
-            result.notes.append(
-                "Cohen's κ is undefined: fewer than two items, or judge and experts gave one same answer throughout "
-                "(chance agreement is 100%)."
-            )
-    else:
-        result.notes.append("No item has both a judge answer and an experts' answer yet.")
-    labels = _label_order(question, {expert for _, expert, _ in pairs} | {answer for _, _, (answer, _) in pairs})
-    index = {label: position for position, label in enumerate(labels)}
-    result.matrix = [[0] * len(labels) for _ in labels]
-    for _, expert, (answer, _) in pairs:
-        result.matrix[index[expert]][index[answer]] += 1
+    stats = statistics([(expert, answer) for _, expert, (answer, _) in pairs], question)
+    result.items, result.agreed, result.percent, result.kappa = stats.items, stats.agreed, stats.percent, stats.kappa
+    result.matrix, result.notes = stats.matrix, stats.notes
+    labels = stats.labels
     result.labels = [shown(question, label) for label in labels]
     items = dict(
         (trace, (pk, position, source))
