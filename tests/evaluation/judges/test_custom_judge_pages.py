@@ -118,7 +118,7 @@ def test_preview_shows_the_exact_prompt_for_the_trace_and_saves_nothing(
 ) -> None:
     response = admin_client.post(NEW, _form(action="preview", trace_id=trace.trace_id))
     body = response.content.decode()
-    assert response.status_code == 200 and "The exact prompt for" in body
+    assert response.status_code == 200 and "The exact prompt</strong> for trace" in body
     assert "Rate how helpful the answer {{ outputs }} is for the question {{ inputs }}." in body
     assert "Example 2\nInput: Capital of France?" in body and QUESTION in body
     assert "Open &lt;b&gt;Settings&lt;/b&gt;." in body  # trace text is escaped
@@ -137,7 +137,7 @@ def test_run_once_calls_the_judge_and_shows_both_feedback_without_saving(
     judge_server.default = verdict("2", "Too <i>vague</i>.")
     response = admin_client.post(NEW, _form(action="run_once", trace_id=trace.trace_id))
     body = response.content.decode()
-    assert response.status_code == 200 and "Ran once on" in body
+    assert response.status_code == 200 and "Ran once</strong> on trace" in body
     assert "<strong>helpfulness</strong>" in body and "<strong>helpfulness_pass</strong>" in body
     assert "Too &lt;i&gt;vague&lt;/i&gt;." in body and "score 2 &lt; pass threshold 4." in body
     assert API_KEY not in body

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from evaluation.judge_services import add_example, save_custom_judge
 from evaluation.judges.custom import Category, Definition, Example, build_scorer, check
-from evaluation.models import CustomJudge, CustomJudgeVersion
+from evaluation.models import CustomJudge, CustomJudgeVersion, EvaluationRun
 from evaluation.runs import execute_run, of_run, start_evaluation_run
 from evaluation.scorers.catalogue import load_catalogue
 from evaluation.scorers.runner import build_items
@@ -246,3 +246,21 @@ def test_example_text_cannot_smuggle_template_variables(db: None) -> None:
     check(definition)
     scorer = build_scorer(definition, "openai:/m")
     assert scorer.definition.variables == ("inputs", "outputs") and "{ { trace } }" in scorer.judge.instructions
+
+
+def test_evaluate_and_the_run_start_form_take_a_custom_judge(
+    judge_server: FakeJudgeServer, trace: Any, admin_client: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    make_custom_judge()
+    judge_server.default = verdict("5", "Great.")
+    out = StringIO()
+    call_command("evaluate", "--filter", "", "--experiment", "Judged", "--scorer", "helpfulness", "--name", "cj",
+                 stdout=out)  # fmt: skip
+    assert "finished, 1 of 1 traces" in out.getvalue()
+    assert {f.name for f in _feedback(EvaluationRun.objects.get(name="cj"))} == {"helpfulness", "helpfulness_pass"}
+    assert 'value="helpfulness"' in admin_client.get(reverse("evaluation:run_start")).content.decode()
