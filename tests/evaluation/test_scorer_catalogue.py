@@ -11,6 +11,8 @@ import pytest
 
 from evaluation.scorers.catalogue import ScorerModuleError, UnknownScorerError, load_catalogue
 
+pytestmark = pytest.mark.django_db  # the catalogue lists the custom judges stored in the database
+
 ROOT = Path(__file__).resolve().parents[2]
 SHAPES = "tests.evaluation.scorer_modules.shapes"
 

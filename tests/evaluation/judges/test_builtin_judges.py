@@ -56,7 +56,7 @@ def _feedback(run: EvaluationRun) -> list[Assessment]:
     return list(of_run(run).order_by("name", "id"))
 
 
-def test_every_builtin_judge_is_in_the_catalogue_under_mlflows_name(judge_server: FakeJudgeServer) -> None:
+def test_every_builtin_judge_is_in_the_catalogue_under_mlflows_name(db: None, judge_server: FakeJudgeServer) -> None:
     judges = load_catalogue().judges
     assert tuple(judges) == JUDGES
     correctness = judges["Correctness"]
