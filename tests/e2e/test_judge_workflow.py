@@ -55,9 +55,17 @@ def test_define_preview_run_check_teach_and_recheck(
     page.click("text=Custom judges")
     page.click("text=New judge")
 
+    page.fill("#id_name", "Helpfulness")
+    page.fill("#id_instructions", "Rate {{ answer }}.")
+    page.select_option("#id_output_kind", "scale")
+    page.click("button:has-text('Save judge')")
+    errors = page.inner_text("#judge-form")
+    assert "Unknown template variable {{ answer }}" in errors and "Use lower-case letters" in errors
+    assert "Give the lowest and the highest score" in errors
+    _shots(page, screenshot_dir, "custom_judge_errors")
+
     page.fill("#id_name", "helpfulness")
     page.fill("#id_instructions", "Rate how helpful the answer {{ outputs }} is for the question {{ inputs }}.")
-    page.select_option("#id_output_kind", "scale")
     page.fill("#id_scale_min", "1")
     page.fill("#id_scale_max", "5")
     page.fill("#id_pass_threshold", "4")

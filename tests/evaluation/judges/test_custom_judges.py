@@ -264,3 +264,14 @@ def test_evaluate_and_the_run_start_form_take_a_custom_judge(
     assert "finished, 1 of 1 traces" in out.getvalue()
     assert {f.name for f in _feedback(EvaluationRun.objects.get(name="cj"))} == {"helpfulness", "helpfulness_pass"}
     assert 'value="helpfulness"' in admin_client.get(reverse("evaluation:run_start")).content.decode()
+
+
+def test_a_trace_reading_judge_gets_mlflows_span_tools(judge_server: FakeJudgeServer, trace: Any) -> None:
+    make_custom_judge(yes_no_definition(name="grounded", instructions="Is the answer in {{ trace }} grounded?"))
+    info = load_catalogue().get("grounded")
+    assert info.takes_trace and info.arguments == ("trace",)
+    judge_server.default = verdict("no", "Not grounded.")
+    (feedback,) = _feedback(_run("grounded"))
+    assert (feedback.value, feedback.rationale) == ("no", "Not grounded.")
+    (request,) = judge_server.judged()
+    assert {tool["function"]["name"] for tool in request.body["tools"]} >= {"list_spans", "get_span"}
