@@ -106,6 +106,16 @@ def _trial(form: CustomJudgeForm, action: str) -> Trial:
     return trial
 
 
+def _problems(form: CustomJudgeForm) -> str:
+    """The form's errors in one line (the trial partial is swapped in alone, without the form's own messages)."""
+    found = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        label = (field.label or name.replace("_", " ").capitalize()) if field is not None else ""
+        found.extend(f"{label}: {error}" if label else error for error in errors)
+    return " ".join(found)
+
+
 def _form_page(request: HttpRequest, judge: CustomJudge | None) -> HttpResponse:
     if request.method == "GET":
         initial = CustomJudgeForm.initial_of(judge) if judge is not None else {}
@@ -118,7 +128,7 @@ def _form_page(request: HttpRequest, judge: CustomJudge | None) -> HttpResponse:
         action = "save"
     partial = f"{TEMPLATE}#trial" if request.htmx and action != "save" else TEMPLATE
     if not form.is_valid():
-        trial = Trial(action=action, error="Fix the definition first.") if action != "save" else None
+        trial = Trial(action=action, error=f"Fix the definition first: {_problems(form)}") if action != "save" else None
         return render(request, partial if trial else TEMPLATE, _context(form, judge, trial), status=400)
     if action != "save":
         trial = _trial(form, action)

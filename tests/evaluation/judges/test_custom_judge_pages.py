@@ -170,7 +170,10 @@ def test_run_once_without_an_endpoint_says_so(admin_client: Client, judge_env: A
 
 def test_a_bad_definition_cannot_be_previewed(admin_client: Client, judge_env: Any, trace: Any) -> None:
     response = admin_client.post(NEW, _form(action="preview", trace_id=trace.trace_id, instructions="no vars"))
-    assert response.status_code == 400 and "Fix the definition first." in response.content.decode()
+    assert (
+        response.status_code == 400
+        and "Fix the definition first: Instructions: The instructions must use" in response.content.decode()
+    )
 
 
 def test_list_page_and_the_judges_page_link(
@@ -202,3 +205,13 @@ def test_only_admins_reach_judge_definitions(
 
 def test_an_unknown_judge_is_404(admin_client: Client, judge_env: Any) -> None:
     assert admin_client.get(reverse("evaluation:custom_judge_edit", args=[999])).status_code == 404
+
+
+def test_a_bad_definition_in_an_htmx_preview_names_the_problems(
+    admin_client: Client, judge_env: Any, trace: Any
+) -> None:
+    data = _form(action="preview", trace_id=trace.trace_id, instructions="Rate {{ answer }}.")
+    response = admin_client.post(NEW, data, headers={"HX-Request": "true"})
+    body = response.content.decode()
+    assert response.status_code == 400 and body.lstrip().startswith('<div id="judge-trial"')
+    assert "Fix the definition first: Instructions: Unknown template variable {{ answer }}" in body
