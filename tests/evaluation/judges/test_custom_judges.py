@@ -172,7 +172,9 @@ def test_the_exact_prompt_with_its_examples_reaches_the_endpoint(judge_server: F
 def test_a_scale_judge_gives_the_score_and_a_pass_feedback(judge_server: FakeJudgeServer, trace: Any) -> None:
     make_custom_judge()
     judge_server.default = verdict("4", "Clear steps.")
-    score, passed = _feedback(_run("helpfulness"))
+    run = _run("helpfulness")
+    assert run.metrics == {"helpfulness/mean": 4.0, "helpfulness_pass/mean": 1.0}
+    score, passed = _feedback(run)
     assert (score.name, score.value, score.rationale) == ("helpfulness", 4, "Clear steps.")
     assert (passed.name, passed.value) == ("helpfulness_pass", "yes")
     assert passed.rationale.startswith("score 4 ≥ pass threshold 4.")
