@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, QuerySet, TextField
@@ -25,6 +26,8 @@ from django.utils import timezone
 from labeling.models import LabelingSession, ReviewItem
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, ExperimentKind, Trace
 
+from .judges.cost import JudgeUsage
+from .judges.cost import summarize as summarize_judges
 from .metrics import compute_metrics
 from .models import DatasetRecord, EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
@@ -48,6 +51,23 @@ Progress = Callable[[int, int], None]
 
 class RunInputError(ValueError):
     """What the user asked for cannot run; the message is one line for a page or the command line."""
+
+
+class NeedsConfirmation(RunInputError):
+    """A run with judges over more than ``JUDGE_CONFIRM_OVER`` traces, not confirmed: it would cost this many calls."""
+
+    def __init__(self, traces: int, judges: list[str]) -> None:
+        self.traces = traces
+        self.judges = judges
+        self.limit = settings.JUDGE_CONFIRM_OVER
+        super().__init__(
+            f"{traces:,} traces × {len(judges)} judge{'s' * (len(judges) != 1)} = {self.calls:,} judge calls "
+            f"(more than JUDGE_CONFIRM_OVER={self.limit:,} traces): confirm to start it"
+        )
+
+    @property
+    def calls(self) -> int:
+        return self.traces * len(self.judges)
 
 
 def _pick_scorers(names: list[str]) -> list[ScorerInfo]:
@@ -167,11 +187,14 @@ def start_evaluation_run(
     predict_fn: str | None = None,
     started_by: AbstractBaseUser | None = None,
     enqueue: bool = True,
+    confirmed: bool = False,
 ) -> EvaluationRun:
     """Create a queued run (and, with ``enqueue``, its background task). Raises ``RunInputError``.
 
     With ``predict_fn`` (``module:function``) the run calls the app on each record of ``dataset`` and
     scores the traces that makes, stored in ``experiment`` (created if needed; "Evaluation runs" by default).
+    A run with judges over more than ``JUDGE_CONFIRM_OVER`` traces needs ``confirmed`` (else
+    ``NeedsConfirmation``, which says how many calls it would send).
     """
     scorers = _pick_scorers(scorer_names)
     if predict_fn is not None:
@@ -185,6 +208,9 @@ def start_evaluation_run(
         )
         total = len(targets)
         version = app_version if app_version is not None else _app_version([pk for pk, _ in targets])
+    judges = [info.name for info in scorers if info.is_judge]
+    if judges and total > settings.JUDGE_CONFIRM_OVER and not confirmed:
+        raise NeedsConfirmation(total, judges)
     with transaction.atomic():
         if kind == RunSource.PREDICT and isinstance(source["experiment"], str):
             source["experiment"] = Experiment.objects.get_or_create(name=source["experiment"])[0]
@@ -194,6 +220,7 @@ def start_evaluation_run(
             scorers=[{**info.version, "module": info.module} for info in scorers],
             app_version=version,
             progress_total=total,
+            judge_usage=JudgeUsage().as_json() if judges else {},
             started_by=started_by if started_by is not None and started_by.is_authenticated else None,
             **source,
         )
@@ -251,7 +278,8 @@ def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: li
         EvaluationRunTrace.objects.bulk_update(keyed, ["inputs_key"], batch_size=500)
         # counted, not incremented: two workers on one run (a task enqueued twice) still count each trace once
         done = EvaluationRunTrace.objects.filter(run=run, scored=True).count()
-        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done)
+        usage = {"judge_usage": summarize_judges(run).as_json()} if any(info.is_judge for info in scorers) else {}
+        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done, **usage)
 
 
 def of_run(run: EvaluationRun) -> QuerySet[Assessment]:

@@ -129,6 +129,13 @@ class CallLog:
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def latency_ms(self) -> int:
+        """Wall time of the call so far (all its requests, retries and waits), in milliseconds."""
+        return round(((self.finished or time.monotonic()) - self.started) * 1000)
 
 
 _call_log: ContextVar[CallLog | None] = ContextVar("judge_call_log", default=None)
@@ -142,6 +149,7 @@ def judge_call(seconds: float | None = None) -> Iterator[CallLog]:
     try:
         yield log
     finally:
+        log.finished = time.monotonic()
         _call_log.reset(token)
 
 
