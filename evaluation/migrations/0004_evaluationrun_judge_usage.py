@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='evaluationrun',
             name='judge_usage',
-            field=models.JSONField(blank=True, default=dict, help_text='What its judges cost (evaluation.judges.cost.JudgeUsage), recounted after each batch; {}: no judges.'),
+            field=models.JSONField(blank=True, default=dict, help_text='What its judges cost (judges.cost.JudgeUsage), recounted after each batch; {}: no judges.'),
         ),
     ]
