@@ -18,9 +18,11 @@ message we keep passes :func:`redact`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,7 +111,34 @@ def activate() -> JudgeEndpoint:
     if not callable(getattr(gateway_adapter, "send_chat_request", None)):  # MLflow moved it: our rules would not apply
         raise RuntimeError("mlflow.genai.judges.adapters.gateway_adapter.send_chat_request is gone; update judges")
     gateway_adapter.send_chat_request = send_chat_request
+    schema = getattr(gateway_adapter, "_get_default_judge_response_schema", None)
+    if callable(schema) and not hasattr(schema, "cache_info"):
+        # MLflow builds the same pydantic model for every request (≈1 ms of CPU each); build it once
+        gateway_adapter._get_default_judge_response_schema = functools.cache(schema)
     return endpoint
+
+
+_sessions = threading.local()
+
+
+@functools.cache
+def _environment_settings(url: str) -> dict[str, Any]:
+    """What ``requests`` takes from the environment for ``url`` (proxies, CA bundle), read once, not per request."""
+    import requests
+
+    with requests.Session() as session:
+        return session.merge_environment_settings(url, {}, None, None, None)
+
+
+def _post(url: str, **kwargs: Any) -> Any:
+    """``requests.post`` on this thread's session: connections kept alive between a judge's requests."""
+    import requests
+
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+        session.trust_env = False  # the environment's settings come from _environment_settings, once per URL
+    return session.post(url, **_environment_settings(url), **kwargs)
 
 
 def forget_capabilities() -> None:
@@ -170,7 +199,7 @@ def send_chat_request(endpoint: str, headers: dict[str, str], payload: dict[str,
         log.requests += 1
         retry_after: float | None = None
         try:
-            response = requests.post(endpoint, headers=sent, json=payload, timeout=min(remaining, settings_now.timeout))
+            response = _post(endpoint, headers=sent, json=payload, timeout=min(remaining, settings_now.timeout))
         except requests.Timeout:
             raise _timeout(settings_now) from None
         except requests.ConnectionError as error:
