@@ -105,7 +105,7 @@ def test_calls_requests_and_tokens_match_what_the_server_received(
     assert "Failures</dt><dd><strong>0</strong>" in body
 
     listed = admin_client.get(LIST).content.decode()
-    assert f'7 req</span> · <span title="tokens in / out">{usage.tokens:,} tok</span>' in listed
+    assert "7 req</span>" in listed and f">{usage.tokens:,} tok</span>" in listed
 
 
 def test_one_call_that_gives_several_feedback_counts_once(
