@@ -13,7 +13,8 @@ returns an unsupported type gives an error Feedback for that trace and the run g
 
 Code scorers run in ``SCORER_WORKERS`` threads under ``SCORER_TIMEOUT_SECONDS``; judges run beside
 them in their own ``JUDGE_MAX_CONCURRENCY`` threads, each judge's call on one trace under one
-``JUDGE_TIMEOUT_S`` deadline (``evaluation.judges.endpoint``).
+``JUDGE_TIMEOUT_S`` deadline (``evaluation.judges.endpoint``); what each judge call cost (requests,
+retries, tokens, time) goes on its first Feedback (``evaluation.judges.cost``).
 
 Results are new assessments tagged with the run id: they never override or invalidate a human
 assessment. A trace's results are written only when all its scorers finished, in one insert per
