@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -264,13 +266,31 @@ def _with_inputs_keys(rows: list[EvaluationRunTrace], items: list[ScoringItem]) 
     return [row for row in rows if row.inputs_key]
 
 
-def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any) -> None:
+@dataclass
+class _Batch:
+    """A batch being scored in the background (``results``) while the previous one is written."""
+
+    rows: list[EvaluationRunTrace]
+    items: list[ScoringItem]
+    results: Future[dict[int, list[Any]]]
+
+
+def _start_batch(
+    run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any, scoring: Executor
+) -> _Batch:
+    """Build the batch's arguments here (queries), and queue its scorer calls (no queries) on ``scoring``."""
     items = build_items(
         [row.trace_id for row in rows],
         with_trace=any(info.takes_trace for info in scorers),
         record_expectations=_record_expectations(rows),
     )
-    results = score_items(items, scorers, run_id=run.run_id, pool=pool)
+    return _Batch(rows, items, scoring.submit(score_items, items, scorers, run_id=run.run_id, pool=pool))
+
+
+def _finish_batch(run: EvaluationRun, batch: _Batch, scorers: list[ScorerInfo]) -> None:
+    """Wait for the batch's results and write them, with its progress and judge usage, in one transaction."""
+    results = batch.results.result()
+    rows, items = batch.rows, batch.items
     keyed = _with_inputs_keys(rows, items)
     with transaction.atomic():
         write_results(items, results, run_id=run.run_id)
@@ -322,19 +342,30 @@ def execute_run(run_pk: int, *, on_progress: Progress | None = None) -> Evaluati
     )
     pending = EvaluationRunTrace.objects.filter(run=run, scored=False).select_related("record").order_by("id")
     try:
-        with _predictor(run) as predict, new_pool() as pool:
+        # batch n+1 is built and queued before batch n is written, so its calls start as soon as n's end
+        # and the writing overlaps them (judges wait on the network; the writes would otherwise idle them)
+        with (
+            _predictor(run) as predict,
+            new_pool() as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-scoring") as scoring,
+        ):
+            flight: _Batch | None = None
             while True:
-                if EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists():
+                cancelled = EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists()
+                predicted = predict() if predict is not None and not cancelled else 0
+                after = flight.rows[-1].pk if flight is not None else 0
+                rows = [] if cancelled else list(pending.filter(pk__gt=after)[:BATCH_SIZE])
+                queued = _start_batch(run, rows, scorers, pool, scoring) if rows else None
+                if flight is not None:
+                    _finish_batch(run, flight, scorers)
+                    if on_progress is not None:
+                        on_progress(len(flight.rows), run.progress_total)
+                flight = queued
+                if cancelled:
                     run.refresh_from_db()
                     return run
-                predicted = predict() if predict is not None else 0
-                rows = list(pending[:BATCH_SIZE])
-                if not rows and not predicted:
+                if flight is None and not predicted:
                     break
-                if rows:
-                    _score_batch(run, rows, scorers, pool)
-                    if on_progress is not None:
-                        on_progress(len(rows), run.progress_total)
         metrics = run_metrics(run, scorers)
     except RunInputError as error:
         return _end(run, RunStatus.FAILED, error=str(error))

@@ -316,3 +316,22 @@ def test_the_api_key_reaches_no_page_log_or_export(
     for text in [*texts, out.getvalue(), err.getvalue(), caplog.text, json.dumps(run.judge_usage)]:
         assert API_KEY not in text
     assert not any(API_KEY in json.dumps(a.metadata) + json.dumps(a.error) for a in of_run(run))
+
+
+def test_batches_overlap_and_each_trace_is_judged_once(
+    judge_server: FakeJudgeServer, monkeypatch: pytest.MonkeyPatch, db: None
+) -> None:
+    """Batch n+1's calls run while batch n is written: every trace once, progress and usage counted over batches."""
+    from evaluation import runs
+
+    monkeypatch.setattr(runs, "BATCH_SIZE", 3)
+    make_traces(8)
+    progress: list[int] = []
+    run = start_evaluation_run(scorer_names=["Safety", "is_short"], filter_string="", experiment="Judged",
+                               enqueue=False)  # fmt: skip
+    run = execute_run(run.pk, on_progress=lambda done, _total: progress.append(done))
+    assert run is not None and run.status == "finished" and run.progress_done == 8
+    assert progress == [3, 3, 2]
+    assert len(judge_server.judged()) == 8 and of_run(run).count() == 16
+    usage = JudgeUsage.of(run.judge_usage)
+    assert usage is not None and (usage.calls, usage.requests) == (8, 8)
