@@ -134,6 +134,11 @@ class EvaluationRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
+    judge_usage = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What its judges cost (judges.cost.JudgeUsage), recounted after each batch; {}: no judges.",
+    )
     error = models.TextField(blank=True, default="")
 
     class Meta:

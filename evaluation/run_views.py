@@ -30,7 +30,7 @@ from .models import EvaluationRun, RunStatus
 from .parquet import write_parquet
 from .run_forms import AddToSessionForm, StartRunForm
 from .run_results import assessment_names, means, metric_cards, result_rows, run_rows, traces_to_add
-from .runs import RunInputError, cancel_evaluation_run, run_errors, start_evaluation_run
+from .runs import NeedsConfirmation, RunInputError, cancel_evaluation_run, run_errors, start_evaluation_run
 from .trace_export import COLUMNS, TraceSelection, trace_rows
 
 RUNS_PER_PAGE = 25
@@ -224,9 +224,33 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(_run_url(run))
 
 
-def _start_page(request: HttpRequest, form: StartRunForm, catalogue: Any, status: int = 200) -> HttpResponse:
-    context = {"form": form, "catalogue_errors": catalogue.errors, "scorers": {**catalogue.judges, **catalogue.scorers}}
+def _start_page(
+    request: HttpRequest, form: StartRunForm, catalogue: Any, status: int = 200, **extra: Any
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "catalogue_errors": catalogue.errors,
+        "scorers": {**catalogue.judges, **catalogue.scorers},
+        **extra,
+    }
     return render(request, "evaluation/run_start.html", context, status=status)
+
+
+def _confirm_page(request: HttpRequest, form: StartRunForm, catalogue: Any, asked: NeedsConfirmation) -> HttpResponse:
+    """The second step of a large judge run: traces × judges = calls, then "Start anyway" (the same fields again)."""
+    from .judges.endpoint import current
+
+    endpoint = current()
+    kept = [(name, value) for name in form.fields for value in request.POST.getlist(name)]
+    return _start_page(
+        request,
+        form,
+        catalogue,
+        confirmation=asked,
+        kept=kept,
+        endpoint_url=endpoint.shown_base_url,
+        endpoint_model=endpoint.model,
+    )
 
 
 @login_required
@@ -248,8 +272,13 @@ def run_start(request: HttpRequest) -> HttpResponse:
     form = StartRunForm(request.POST, **arguments)
     if not form.is_valid():
         return _start_page(request, form, catalogue, status=400)
+    if request.POST.get("back"):  # from the confirmation step: the form again, as filled in
+        return _start_page(request, form, catalogue)
+    confirmed = request.POST.get("confirm") == "yes"
     try:
-        run = start_evaluation_run(**form.run_arguments(), started_by=request.user, enqueue=True)
+        run = start_evaluation_run(**form.run_arguments(), started_by=request.user, enqueue=True, confirmed=confirmed)
+    except NeedsConfirmation as asked:
+        return _confirm_page(request, form, catalogue, asked)
     except RunInputError as error:
         form.add_error(None, str(error))
         return _start_page(request, form, catalogue, status=400)

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, QuerySet, TextField
@@ -25,6 +28,8 @@ from django.utils import timezone
 from labeling.models import LabelingSession, ReviewItem
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, ExperimentKind, Trace
 
+from .judges.cost import JudgeUsage
+from .judges.cost import summarize as summarize_judges
 from .metrics import compute_metrics
 from .models import DatasetRecord, EvaluationDataset, EvaluationRun, EvaluationRunTrace, RunSource, RunStatus
 from .scorers.catalogue import ScorerError, ScorerInfo, load_catalogue
@@ -48,6 +53,23 @@ Progress = Callable[[int, int], None]
 
 class RunInputError(ValueError):
     """What the user asked for cannot run; the message is one line for a page or the command line."""
+
+
+class NeedsConfirmation(RunInputError):
+    """A run with judges over more than ``JUDGE_CONFIRM_OVER`` traces, not confirmed: it would cost this many calls."""
+
+    def __init__(self, traces: int, judges: list[str]) -> None:
+        self.traces = traces
+        self.judges = judges
+        self.limit = settings.JUDGE_CONFIRM_OVER
+        super().__init__(
+            f"{traces:,} traces × {len(judges)} judge{'s' * (len(judges) != 1)} = {self.calls:,} judge calls "
+            f"(more than JUDGE_CONFIRM_OVER={self.limit:,} traces): confirm to start it"
+        )
+
+    @property
+    def calls(self) -> int:
+        return self.traces * len(self.judges)
 
 
 def _pick_scorers(names: list[str]) -> list[ScorerInfo]:
@@ -167,11 +189,14 @@ def start_evaluation_run(
     predict_fn: str | None = None,
     started_by: AbstractBaseUser | None = None,
     enqueue: bool = True,
+    confirmed: bool = False,
 ) -> EvaluationRun:
     """Create a queued run (and, with ``enqueue``, its background task). Raises ``RunInputError``.
 
     With ``predict_fn`` (``module:function``) the run calls the app on each record of ``dataset`` and
     scores the traces that makes, stored in ``experiment`` (created if needed; "Evaluation runs" by default).
+    A run with judges over more than ``JUDGE_CONFIRM_OVER`` traces needs ``confirmed`` (else
+    ``NeedsConfirmation``, which says how many calls it would send).
     """
     scorers = _pick_scorers(scorer_names)
     if predict_fn is not None:
@@ -185,6 +210,9 @@ def start_evaluation_run(
         )
         total = len(targets)
         version = app_version if app_version is not None else _app_version([pk for pk, _ in targets])
+    judges = [info.name for info in scorers if info.is_judge]
+    if judges and total > settings.JUDGE_CONFIRM_OVER and not confirmed:
+        raise NeedsConfirmation(total, judges)
     with transaction.atomic():
         if kind == RunSource.PREDICT and isinstance(source["experiment"], str):
             source["experiment"] = Experiment.objects.get_or_create(name=source["experiment"])[0]
@@ -194,6 +222,7 @@ def start_evaluation_run(
             scorers=[{**info.version, "module": info.module} for info in scorers],
             app_version=version,
             progress_total=total,
+            judge_usage=JudgeUsage().as_json() if judges else {},
             started_by=started_by if started_by is not None and started_by.is_authenticated else None,
             **source,
         )
@@ -237,13 +266,31 @@ def _with_inputs_keys(rows: list[EvaluationRunTrace], items: list[ScoringItem]) 
     return [row for row in rows if row.inputs_key]
 
 
-def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any) -> None:
+@dataclass
+class _Batch:
+    """A batch being scored in the background (``results``) while the previous one is written."""
+
+    rows: list[EvaluationRunTrace]
+    items: list[ScoringItem]
+    results: Future[dict[int, list[Any]]]
+
+
+def _start_batch(
+    run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: list[ScorerInfo], pool: Any, scoring: Executor
+) -> _Batch:
+    """Build the batch's arguments here (queries), and queue its scorer calls (no queries) on ``scoring``."""
     items = build_items(
         [row.trace_id for row in rows],
         with_trace=any(info.takes_trace for info in scorers),
         record_expectations=_record_expectations(rows),
     )
-    results = score_items(items, scorers, run_id=run.run_id, pool=pool)
+    return _Batch(rows, items, scoring.submit(score_items, items, scorers, run_id=run.run_id, pool=pool))
+
+
+def _finish_batch(run: EvaluationRun, batch: _Batch, scorers: list[ScorerInfo]) -> None:
+    """Wait for the batch's results and write them, with its progress and judge usage, in one transaction."""
+    results = batch.results.result()
+    rows, items = batch.rows, batch.items
     keyed = _with_inputs_keys(rows, items)
     with transaction.atomic():
         write_results(items, results, run_id=run.run_id)
@@ -251,7 +298,8 @@ def _score_batch(run: EvaluationRun, rows: list[EvaluationRunTrace], scorers: li
         EvaluationRunTrace.objects.bulk_update(keyed, ["inputs_key"], batch_size=500)
         # counted, not incremented: two workers on one run (a task enqueued twice) still count each trace once
         done = EvaluationRunTrace.objects.filter(run=run, scored=True).count()
-        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done)
+        usage = {"judge_usage": summarize_judges(run).as_json()} if any(info.is_judge for info in scorers) else {}
+        EvaluationRun.objects.filter(pk=run.pk).update(progress_done=done, **usage)
 
 
 def of_run(run: EvaluationRun) -> QuerySet[Assessment]:
@@ -294,19 +342,30 @@ def execute_run(run_pk: int, *, on_progress: Progress | None = None) -> Evaluati
     )
     pending = EvaluationRunTrace.objects.filter(run=run, scored=False).select_related("record").order_by("id")
     try:
-        with _predictor(run) as predict, new_pool() as pool:
+        # batch n+1 is built and queued before batch n is written, so its calls start as soon as n's end
+        # and the writing overlaps them (judges wait on the network; the writes would otherwise idle them)
+        with (
+            _predictor(run) as predict,
+            new_pool() as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-scoring") as scoring,
+        ):
+            flight: _Batch | None = None
             while True:
-                if EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists():
+                cancelled = EvaluationRun.objects.filter(pk=run.pk, status=RunStatus.CANCELLED).exists()
+                predicted = predict() if predict is not None and not cancelled else 0
+                after = flight.rows[-1].pk if flight is not None else 0
+                rows = [] if cancelled else list(pending.filter(pk__gt=after)[:BATCH_SIZE])
+                queued = _start_batch(run, rows, scorers, pool, scoring) if rows else None
+                if flight is not None:
+                    _finish_batch(run, flight, scorers)
+                    if on_progress is not None:
+                        on_progress(len(flight.rows), run.progress_total)
+                flight = queued
+                if cancelled:
                     run.refresh_from_db()
                     return run
-                predicted = predict() if predict is not None else 0
-                rows = list(pending[:BATCH_SIZE])
-                if not rows and not predicted:
+                if flight is None and not predicted:
                     break
-                if rows:
-                    _score_batch(run, rows, scorers, pool)
-                    if on_progress is not None:
-                        on_progress(len(rows), run.progress_total)
         metrics = run_metrics(run, scorers)
     except RunInputError as error:
         return _end(run, RunStatus.FAILED, error=str(error))

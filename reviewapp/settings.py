@@ -212,6 +212,9 @@ JUDGE_MAX_CONCURRENCY = env_int("JUDGE_MAX_CONCURRENCY", 4, minimum=1, maximum=2
 # Retries of one request after a 429, a 5xx or a dropped connection, with exponential backoff (Retry-After honoured),
 # within JUDGE_TIMEOUT_S.
 JUDGE_MAX_RETRIES = env_int("JUDGE_MAX_RETRIES", 2, minimum=0, maximum=10)
+# A run with judges over more traces than this asks first: the start form shows traces × judges = calls and a
+# "Start anyway" button; ``manage.py evaluate`` refuses without --yes.
+JUDGE_CONFIRM_OVER = env_int("JUDGE_CONFIRM_OVER", 500, minimum=0, maximum=100_000_000)
 
 
 # The Guidelines judge's named guidelines, a JSON object {"name": "guideline" or ["guideline", ...]}; each name

@@ -13,7 +13,8 @@ returns an unsupported type gives an error Feedback for that trace and the run g
 
 Code scorers run in ``SCORER_WORKERS`` threads under ``SCORER_TIMEOUT_SECONDS``; judges run beside
 them in their own ``JUDGE_MAX_CONCURRENCY`` threads, each judge's call on one trace under one
-``JUDGE_TIMEOUT_S`` deadline (``evaluation.judges.endpoint``).
+``JUDGE_TIMEOUT_S`` deadline (``evaluation.judges.endpoint``); what each judge call cost (requests,
+retries, tokens, time) goes on its first Feedback (``evaluation.judges.cost``).
 
 Results are new assessments tagged with the run id: they never override or invalidate a human
 assessment. A trace's results are written only when all its scorers finished, in one insert per
@@ -27,7 +28,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,11 +146,16 @@ def _call(info: ScorerInfo, item: ScoringItem) -> Any:
     )
 
 
-def _call_judge(info: ScorerInfo, item: ScoringItem) -> Any:
-    """A judge's call on one trace: all its requests share one ``JUDGE_TIMEOUT_S`` deadline."""
+def _call_judge(info: ScorerInfo, item: ScoringItem, logs: dict[Hashable, Any], key: Hashable) -> Any:
+    """A judge's call on one trace: all its requests share one ``JUDGE_TIMEOUT_S`` deadline.
+
+    Its ``CallLog`` (requests, retries, tokens, time) goes into ``logs[key]`` before the first request,
+    so a call the pool gave up on still counts what it sent.
+    """
     from evaluation.judges.endpoint import judge_call
 
-    with judge_call():
+    with judge_call() as log:
+        logs[key] = log
         return _call(info, item)
 
 
@@ -179,8 +185,23 @@ def _source(info: ScorerInfo, feedback: Any = None) -> tuple[str, str]:
     return AssessmentSource.LLM_JUDGE, current().model_uri
 
 
-def feedbacks_of(info: ScorerInfo, item: ScoringItem, ok: bool, value: Any, *, run_id: str) -> list[FeedbackResult]:
-    """What one call gave, as MLflow's harness turns it into Feedback (errors included)."""
+def feedbacks_of(
+    info: ScorerInfo, item: ScoringItem, ok: bool, value: Any, *, run_id: str, call: Any = None
+) -> list[FeedbackResult]:
+    """What one call gave, as MLflow's harness turns it into Feedback (errors included).
+
+    ``call``, a judge's ``CallLog``, is recorded on the first Feedback only (``evaluation.judges.cost``).
+    """
+    results = _feedbacks_of(info, item, ok, value, run_id=run_id)
+    if call is not None and results:
+        from evaluation.judges.cost import call_metadata
+
+        first = results[0]
+        results[0] = replace(first, metadata={**first.metadata, **call_metadata(call)})
+    return results
+
+
+def _feedbacks_of(info: ScorerInfo, item: ScoringItem, ok: bool, value: Any, *, run_id: str) -> list[FeedbackResult]:
     from mlflow.genai.evaluation.utils import standardize_scorer_value
 
     metadata = {SOURCE_RUN_KEY: run_id, SCORER_DIGEST_KEY: info.digest, SCORER_NAME_KEY: info.name}
@@ -262,15 +283,19 @@ def score_items(
 ) -> dict[int, list[FeedbackResult]]:
     """Every scorer on every item, in parallel; per trace, its results once all its scorers finished."""
     code_calls, judge_calls = [], []
+    logs: dict[Hashable, Any] = {}  # a judge call's CallLog by (item, scorer)
     if any(info.is_judge for info in scorers):
         from evaluation.judges.endpoint import activate
 
         activate()
     for index, item in enumerate(items):
         for position, info in enumerate(scorers):
-            call = _call_judge if info.is_judge else _call
-            entry = ((index, position), lambda call=call, info=info, item=item: call(info, item), info.timeout)
-            (judge_calls if info.is_judge else code_calls).append(entry)
+            key = (index, position)
+            if info.is_judge:
+                function = lambda info=info, item=item, key=key: _call_judge(info, item, logs, key)  # noqa: E731
+                judge_calls.append((key, function, info.timeout))
+            else:
+                code_calls.append((key, lambda info=info, item=item: _call(info, item), info.timeout))
     if isinstance(pool, ScoringPool):
         outcomes = pool.run(code_calls, judge_calls)
     else:
@@ -280,7 +305,8 @@ def score_items(
         found: list[FeedbackResult] = []
         for position, info in enumerate(scorers):
             ok, value = outcomes[(index, position)]
-            found.extend(feedbacks_of(info, item, ok, value, run_id=run_id))
+            call = logs.get((index, position)) if info.is_judge else None
+            found.extend(feedbacks_of(info, item, ok, value, run_id=run_id, call=call))
         results[item.trace_pk] = found
     return results
 

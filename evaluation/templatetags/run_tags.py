@@ -73,3 +73,21 @@ def percent_done(run: EvaluationRun) -> int:
 def short_digest(digest: str) -> str:
     """``sha256:1a2b3c4d…`` → ``1a2b3c4d``."""
     return (digest or "").removeprefix("sha256:")[:8]
+
+
+@register.filter
+def judge_usage(run: EvaluationRun) -> Any:
+    """The run's judge cost (``evaluation.judges.cost.JudgeUsage``), or ``None`` for a run without judges."""
+    from ..judges.cost import JudgeUsage
+
+    return JudgeUsage.of(run.judge_usage)
+
+
+@register.filter
+def count(value: int | None) -> str:
+    """``950``, ``12,345``, ``1.2M``: a count that fits a cell."""
+    if value is None:
+        return ""
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M".replace(".0M", "M")
+    return f"{value:,}"

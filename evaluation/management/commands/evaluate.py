@@ -8,8 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
+from evaluation.judges.cost import JudgeUsage
 from evaluation.models import EvaluationRun, RunStatus
-from evaluation.runs import RunInputError, execute_run, run_errors, start_evaluation_run
+from evaluation.runs import NeedsConfirmation, RunInputError, execute_run, run_errors, start_evaluation_run
 
 
 class Command(BaseCommand):
@@ -39,6 +40,11 @@ class Command(BaseCommand):
         parser.add_argument("--scorer", nargs="+", action="extend", required=True, metavar="NAME", help="scorers")
         parser.add_argument("--name", default="", help="the run's name (default: what it ran on and when)")
         parser.add_argument("--app-version", default=None, help="the app version (default: the traces' model id)")
+        parser.add_argument(
+            "--yes",
+            action="store_true",
+            help="start a run with LLM judges over more than JUDGE_CONFIRM_OVER traces (refused without it)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -52,7 +58,11 @@ class Command(BaseCommand):
                 app_version=options["app_version"],
                 predict_fn=options["predict"],
                 enqueue=False,
+                confirmed=options["yes"],
             )
+        except NeedsConfirmation as error:
+            self.stderr.write(f"error: {error} with --yes")
+            sys.exit(1)
         except RunInputError as error:
             self.stderr.write(f"error: {error}")
             sys.exit(1)
@@ -78,3 +88,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name:<{width}}  {value:.4g}")
         for scorer, count in errors.items():
             self.stdout.write(f"  {scorer}: {count} traces with an error (see the Feedback's error)")
+        usage = JudgeUsage.of(run.judge_usage)
+        if usage is not None:
+            failures = ", ".join(f"{code} {count}" for code, count in usage.errors_by_code) or "none"
+            self.stdout.write(
+                f"  judges: {usage.calls:,} calls, {usage.requests:,} HTTP requests ({usage.retries:,} retries), "
+                f"tokens {usage.input_tokens:,} in / {usage.output_tokens:,} out, "
+                f"{usage.judge_seconds:.1f} s in calls; failures: {failures}"
+            )

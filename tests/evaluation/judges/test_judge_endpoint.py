@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from evaluation.judges import endpoint
 from tests.evaluation.judges.conftest import API_KEY, MODEL, FakeJudgeServer, answer, failure, free_port, silence
 
@@ -103,3 +105,20 @@ def test_not_configured_says_which_settings(judge_env: Any) -> None:
 def test_the_shown_base_url_drops_credentials(judge_env: Any) -> None:
     judge_env.JUDGE_BASE_URL = "https://user:pw@gateway.example.com:8443/v1?key=abc"
     assert endpoint.current().shown_base_url == "https://gateway.example.com:8443/v1"
+
+
+def test_requests_go_through_the_environment_proxy_read_once_per_url(
+    judge_server: FakeJudgeServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judge threads keep a session that ignores the environment per request; its proxy settings still apply."""
+    endpoint._environment_settings.cache_clear()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{judge_server.http.server_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    settings.JUDGE_BASE_URL = "http://judge.invalid/v1"
+    try:
+        check = endpoint.check_connection()
+    finally:
+        endpoint._environment_settings.cache_clear()
+    assert judge_server.requests[0].path == "http://judge.invalid/v1/chat/completions"  # as a proxy is asked
+    assert not check.ok and check.code == "HTTP_404"
