@@ -170,8 +170,13 @@ def scorer_digest(scorer: Any) -> str:
 
 
 def describe(scorer: Any, module: str) -> ScorerInfo:
+    """A module's scorer; an MLflow ``Judge`` there (``make_judge``, a built-in judge class) runs as a judge,
+    under the judge endpoint's deadline, retries and concurrency."""
+    from mlflow.genai.judges.base import Judge
+
     aggs = scorer.aggregations or ()
     return ScorerInfo(
+        kind="judge" if isinstance(scorer, Judge) else "code",
         name=scorer.name,
         module=module,
         arguments=_arguments(scorer),

@@ -155,3 +155,30 @@ def test_the_api_key_is_never_logged_nor_exported(
     call_command("export_traces", "--experiment", "Judged", "--output", str(out))
     exported = out.read_text()
     assert "HTTP 403 from the judge endpoint: key [redacted] may not use" in exported and API_KEY not in exported
+
+
+def test_a_make_judge_in_a_scorer_module_runs_under_the_judge_deadline(
+    judge_server: Any, settings: Any, import_sample: Any
+) -> None:
+    """Without our deadline MLflow retried a silent endpoint for minutes; here it is one JUDGE_TIMEOUT_S."""
+    import time
+
+    from evaluation.runs import execute_run, of_run, start_evaluation_run
+    from evaluation.scorers.catalogue import load_catalogue
+    from tests.evaluation.judges.conftest import silence, verdict
+    from tests.factories import make_experiment
+
+    settings.SCORER_MODULES = ["tests.evaluation.scorer_modules.module_judges"]
+    assert load_catalogue().get("polite").is_judge
+    import_sample("rag_retriever_dict_input.json", experiment=make_experiment("Module judges"))
+    judge_server.default = silence(5)
+    run = start_evaluation_run(scorer_names=["polite"], filter_string="", experiment="Module judges", enqueue=False)
+    started = time.monotonic()
+    run = execute_run(run.pk)
+    assert time.monotonic() - started < 4
+    (feedback,) = of_run(run)
+    assert feedback.error["error_code"] == "TIMEOUT" and feedback.source_type == "LLM_JUDGE"
+    judge_server.default = verdict("yes", "Polite enough.")
+    again = start_evaluation_run(scorer_names=["polite"], filter_string="", experiment="Module judges", enqueue=False)
+    (ok,) = of_run(execute_run(again.pk))
+    assert (ok.name, ok.value, ok.rationale, ok.source_type) == ("polite", "yes", "Polite enough.", "LLM_JUDGE")
