@@ -133,6 +133,17 @@ def build_items(
     return items
 
 
+ONE_EXPECTED_ANSWER = ("correctness",)  # MLflow's Correctness refuses both expected_response and expected_facts
+
+
+def _expectations_for(info: ScorerInfo, expectations: dict[str, Any]) -> dict[str, Any]:
+    """Experts often give both an expected response and expected facts; Correctness takes one: the facts, the more
+    precise of the two (RetrievalSufficiency takes both, as MLflow gives them)."""
+    if info.is_judge and info.feedback_name in ONE_EXPECTED_ANSWER and "expected_facts" in (expectations or {}):
+        return {key: value for key, value in expectations.items() if key != "expected_response"}
+    return expectations
+
+
 def _call(info: ScorerInfo, item: ScoringItem) -> Any:
     """``Scorer.run`` with the arguments it takes; our pool enforces the deadline, not MLflow's thread per call."""
     from mlflow.genai.scorers.base import _in_scorer_timeout
@@ -141,7 +152,7 @@ def _call(info: ScorerInfo, item: ScoringItem) -> Any:
     return info.scorer.run(
         inputs=item.inputs,
         outputs=item.outputs,
-        expectations=item.expectations,
+        expectations=_expectations_for(info, item.expectations),
         trace=item.mlflow_trace if info.takes_trace else None,
     )
 

@@ -83,14 +83,18 @@ def test_correctness_reads_expected_facts_and_stores_llm_judge_feedback(
     assert feedback.error is None and run.metrics == {"correctness/mean": 1.0}
 
 
-def test_correctness_with_both_expected_response_and_facts_is_mlflows_error(
+def test_correctness_with_both_expected_response_and_facts_judges_on_the_facts(
     judge_server: FakeJudgeServer, rag: Trace
 ) -> None:
-    _expect(rag, "expected_response", "It records inputs, outputs and metadata.")
+    # MLflow refuses both ("Only one of expected_response or expected_facts should be provided"); experts give both
+    _expect(rag, "expected_response", "It records everything about the weather.")
+    judge_server.default = verdict("yes", "The facts are there.")
     run = _run("Correctness")
+    assert run_errors(run) == {}
+    (prompt,) = [request.prompt for request in judge_server.judged()]
+    assert "inputs, outputs and metadata" in prompt and "about the weather" not in prompt
     (feedback,) = _feedback(run)
-    assert feedback.error["error_message"].startswith("Only one of expected_response or expected_facts should be")
-    assert judge_server.judged() == [] and run.status == "finished"
+    assert (feedback.value, feedback.error) == ("yes", None)
 
 
 def test_expectations_guidelines_reads_the_traces_guidelines(judge_server: FakeJudgeServer, rag: Trace) -> None:
