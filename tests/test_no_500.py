@@ -154,6 +154,11 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     )
     execute_run(finished.pk)
     start_evaluation_run(scorer_names=["response_length"], session="Fuzzed", name="Queued run", enqueue=False)
+    # A custom judge with two examples (its edit page, the judges list and the agreement page's picker).
+    from evaluation.judge_services import save_custom_judge
+    from tests.evaluation.judges.custom_fixtures import scale_definition
+
+    save_custom_judge(definition=scale_definition(), changed_by=admin_user)
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})
