@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling import services as labeling_services
 from labeling.views.access import deny
 from traces.access import can_explore_traces
 
@@ -29,6 +26,7 @@ from .comparison import RunComparison, compare_runs, load_details
 from .models import EvaluationRun, RunStatus
 from .run_forms import AddToSessionForm
 from .run_results import run_rows, traces_to_add
+from .session_adds import add_and_redirect
 
 EXAMPLES_PER_PAGE = 20
 RUNS_OFFERED = 200
@@ -167,19 +165,10 @@ def run_compare_add_to_session(request: HttpRequest) -> HttpResponse:
         context |= {"a_value": str(a.pk), "b_value": str(b.pk), **_page_context(request, comparison, scorer)}
         return render(request, "evaluation/run_compare.html", context, status=400)
     rows = run_rows(b, request.user).filter(trace_id__in=regressed)
-    session = form.cleaned_data["session"]
-    result = labeling_services.add_traces_to_session(
-        session=session,
-        traces=traces_to_add(rows),
-        background_from=settings.TRACE_ADD_BACKGROUND_THRESHOLD,
-        requested_by=request.user,
-    )
-    if result.job is not None:
-        messages.success(request, f"Adding {result.job.total} regressed traces to “{session.name}” in the background.")
-        return redirect(reverse("labeling:trace_add_job", args=[session.pk, result.job.pk]))
-    messages.success(
+    return add_and_redirect(
         request,
-        f"Added {result.added} regressed trace{'s' * (result.added != 1)} of “{b.name}” to “{session.name}” "
-        f"({result.already_there} {'were' if result.already_there != 1 else 'was'} already there).",
+        session=form.cleaned_data["session"],
+        traces=traces_to_add(rows),
+        what=f"regressed traces of “{b.name}”",
+        back_to=_compare_url(a, b, scorer),
     )
-    return redirect(_compare_url(a, b, scorer))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
@@ -19,7 +18,6 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header, urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labeling import services as labeling_services
 from labeling.access import managed_sessions
 from labeling.views.access import deny
 from traces.models import Trace
@@ -31,6 +29,7 @@ from .parquet import write_parquet
 from .run_forms import AddToSessionForm, StartRunForm
 from .run_results import assessment_names, means, metric_cards, result_rows, run_rows, traces_to_add
 from .runs import NeedsConfirmation, RunInputError, cancel_evaluation_run, run_errors, start_evaluation_run
+from .session_adds import add_and_redirect
 from .trace_export import COLUMNS, TraceSelection, trace_rows
 
 RUNS_PER_PAGE = 25
@@ -188,21 +187,7 @@ def run_add_to_session(request: HttpRequest, pk: int) -> HttpResponse:
     if not traces.exists():
         shown = f"failed on “{failed}”" if failed else "in this run"
         return _detail_page(request, run, failed, status=400, add_error=f"Nothing to add: no stored trace {shown}.")
-    result = labeling_services.add_traces_to_session(
-        session=session,
-        traces=traces,
-        background_from=settings.TRACE_ADD_BACKGROUND_THRESHOLD,
-        requested_by=request.user,
-    )
-    if result.job is not None:
-        messages.success(request, f"Adding {result.job.total} traces to “{session.name}” in the background.")
-        return redirect(reverse("labeling:trace_add_job", args=[session.pk, result.job.pk]))
-    messages.success(
-        request,
-        f"Added {result.added} trace{'s' * (result.added != 1)} to “{session.name}” "
-        f"({result.already_there} {'were' if result.already_there != 1 else 'was'} already there).",
-    )
-    return redirect(_run_url(run, failed))
+    return add_and_redirect(request, session=session, traces=traces, what="traces", back_to=_run_url(run, failed))
 
 
 def _run_url(run: EvaluationRun, failed: str = "") -> str:
