@@ -266,3 +266,14 @@ class CustomJudgeVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.judge} v{self.version}"
+
+
+# monitoring's models live in their package; importing them here registers them with the app
+from .monitoring.models import (  # noqa: E402, F401
+    ArchivePolicy,
+    BackfillJob,
+    MonitoringResult,
+    MonitoringWork,
+    RegisteredScorer,
+    RegisteredScorerVersion,
+)

@@ -16,3 +16,22 @@ def run_evaluation(*, run_pk: int) -> dict[str, Any]:
     if run is None:
         return {"run_pk": run_pk, "status": "missing"}
     return {"run_pk": run.pk, "status": run.status, "done": run.progress_done, "metrics": run.metrics}
+
+
+@task()
+def score_monitoring_queue() -> dict[str, Any]:
+    """Score the monitoring queue's work (live traffic and backfills) until none is left to claim."""
+    from .monitoring.scoring import drain_queue
+
+    return {"scored": drain_queue()}
+
+
+@task()
+def run_backfill(*, job_pk: int) -> dict[str, Any]:
+    """Plan a backfill job's work into the monitoring queue and score it."""
+    from .monitoring.backfill import execute_backfill
+
+    job = execute_backfill(job_pk)
+    if job is None:
+        return {"job_pk": job_pk, "status": "missing"}
+    return {"job_pk": job.pk, "status": job.status, "done": job.progress_done, "total": job.progress_total}

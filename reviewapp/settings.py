@@ -187,6 +187,10 @@ TRACE_ADD_STALLED_SECONDS = int(os.environ.get("TRACE_ADD_STALLED_SECONDS", "600
 # as an evaluation run.
 AFTER_TRACE_IMPORT = os.environ.get("AFTER_TRACE_IMPORT", "evaluation.mlflow_runs.import_mlflow_runs")
 
+# Called with the pks of traces that just completed (root span arrived, or imported), in their transaction:
+# monitoring queues the sampled traces of each active registered scorer.
+ON_TRACES_COMPLETED = env_list("ON_TRACES_COMPLETED", "evaluation.monitoring.sampling.queue_completed_traces")
+
 # Scorers: Python modules whose mlflow.genai @scorer functions and Scorer instances evaluation runs can use.
 SCORER_MODULES = env_list("SCORER_MODULES", "evaluation.example_scorers")
 # One scorer call on one trace may take this long before it is recorded as a timeout error.
@@ -196,6 +200,9 @@ SCORER_WORKERS = env_int("SCORER_WORKERS", 4, minimum=1, maximum=256)
 # A predict run calls the app (``predict_fn``) on each dataset record, in SCORER_WORKERS threads; a call that
 # takes longer than this gives an ERROR trace for its record.
 PREDICT_TIMEOUT_SECONDS = env_int("PREDICT_TIMEOUT_SECONDS", 300, minimum=1, maximum=86_400)
+
+# Monitoring: a worker claims this many queued (trace, registered scorer) pairs at a time.
+MONITORING_BATCH_SIZE = env_int("MONITORING_BATCH_SIZE", 100, minimum=1, maximum=10_000)
 
 # LLM judges (MLflow's built-in judges) call one OpenAI-compatible chat completions endpoint: JUDGE_BASE_URL is its
 # base (requests go to {JUDGE_BASE_URL}/chat/completions, e.g. https://api.openai.com/v1 or http://localhost:11434/v1),

@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from traces.completion import traces_completed
 from traces.models import Experiment, ExperimentKind, Span, Trace, TraceState
 
 from .otlp import span_from_otlp
@@ -72,6 +73,7 @@ class LiveResult:
     spans_stored: int = 0  # new spans; the rest of the received ones were already there (retries)
     traces_created: int = 0
     traces_completed: int = 0  # traces whose root span arrived with this request
+    completed_pks: list[int] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # one message per refused span
 
     def reject(self, message: str) -> None:
@@ -171,6 +173,7 @@ def store_live_spans(groups: Sequence[TraceSpans], *, experiment: Experiment, re
         else:
             changed = _apply_new_spans(incoming, _insert_spans_orm(incoming), result)
             _update_traces_orm(changed)
+        traces_completed(result.completed_pks)
     return result
 
 
@@ -334,10 +337,12 @@ def _store_spans_postgresql(incoming: list[tuple[LiveTrace, TraceSpans]], result
         [_json(group.metadata) for _, _, group in finished],
     ]
     span_columns = [list(column) for column in zip(*rows, strict=True)]
-    for _pk, new, root_new, span_count in _execute(_STORE_SPANS_SQL, [*span_columns, *root_columns, timezone.now()]):
+    for pk, new, root_new, span_count in _execute(_STORE_SPANS_SQL, [*span_columns, *root_columns, timezone.now()]):
         result.spans_stored += new
         result.traces_created += span_count == new
         result.traces_completed += bool(root_new)
+        if root_new:
+            result.completed_pks.append(pk)
 
 
 def _root_state(root: SpanRecord) -> str:
@@ -398,6 +403,7 @@ def _apply_new_spans(
         if root is not None:
             _finish_from_root(trace, root, group)
             result.traces_completed += 1
+            result.completed_pks.append(trace.pk)
         elif trace.state == TraceState.IN_PROGRESS:
             start = min(span.start_time_ns for span in new)
             trace.request_time = min(trace.request_time, datetime.fromtimestamp(start / 1e9, tz=UTC))

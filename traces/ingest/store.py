@@ -16,6 +16,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
+from traces.completion import traces_completed
 from traces.models import Assessment, Experiment, Span, Trace
 
 from .records import AssessmentRecord, SpanRecord, TraceRecord
@@ -147,6 +148,7 @@ def store_traces(records: Sequence[TraceRecord], *, experiment: Experiment | Non
             ids = existing | {t.trace_id: t.pk for t in created}
             Span.objects.bulk_create(_span_models(unique, ids), batch_size=500)
         _upsert_assessments(unique, ids)
+        traces_completed([ids[r.trace_id] for r in unique])
     return StoreResult(
         created=len(new),
         updated=len(old),
