@@ -274,6 +274,7 @@ from .monitoring.models import (  # noqa: E402, F401
     BackfillJob,
     MonitoringResult,
     MonitoringWork,
+    PeriodicRun,
     RegisteredScorer,
     RegisteredScorerVersion,
 )

@@ -35,3 +35,13 @@ def run_backfill(*, job_pk: int) -> dict[str, Any]:
     if job is None:
         return {"job_pk": job_pk, "status": "missing"}
     return {"job_pk": job.pk, "status": job.status, "done": job.progress_done, "total": job.progress_total}
+
+
+@task()
+def run_periodic_job(*, name: str) -> Any:
+    """One run of a periodic job of ``evaluation.monitoring.schedule`` (enqueued by the workers' schedulers)."""
+    from django.utils.module_loading import import_string
+
+    from .monitoring.schedule import job_named
+
+    return import_string(job_named(name).function)()

@@ -73,11 +73,12 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    # before django_tasks_db: its ``db_worker`` command is evaluation's (the worker plus the monitoring scheduler)
+    "evaluation",
     "django_tasks",
     "django_tasks_db",
     "traces",
     "labeling",
-    "evaluation",
     "axes",
 ]
 
@@ -203,6 +204,8 @@ PREDICT_TIMEOUT_SECONDS = env_int("PREDICT_TIMEOUT_SECONDS", 300, minimum=1, max
 
 # Monitoring: a worker claims this many queued (trace, registered scorer) pairs at a time.
 MONITORING_BATCH_SIZE = env_int("MONITORING_BATCH_SIZE", 100, minimum=1, maximum=10_000)
+# Each db_worker's scheduler looks for due periodic jobs (queue sweep, archival) this often.
+MONITORING_TICK_SECONDS = env_int("MONITORING_TICK_SECONDS", 5, minimum=1, maximum=3_600)
 
 # LLM judges (MLflow's built-in judges) call one OpenAI-compatible chat completions endpoint: JUDGE_BASE_URL is its
 # base (requests go to {JUDGE_BASE_URL}/chat/completions, e.g. https://api.openai.com/v1 or http://localhost:11434/v1),

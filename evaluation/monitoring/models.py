@@ -225,3 +225,14 @@ class ArchivePolicy(models.Model):
 
     def __str__(self) -> str:
         return f"archive {self.experiment_id} → {self.path}"
+
+
+class PeriodicRun(models.Model):
+    """When a periodic job (``monitoring.schedule``) last ran: the row the workers' schedulers claim, so each
+    period's run happens once however many workers there are."""
+
+    name = models.CharField(max_length=100, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_run_at}"

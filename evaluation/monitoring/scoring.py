@@ -232,3 +232,11 @@ def wake_workers() -> None:
         if waiting.exists():
             return
     score_monitoring_queue.enqueue()
+
+
+def sweep() -> dict[str, int]:
+    """The periodic sweep: queued work and no task waiting (its worker was killed, or a wake-up raced) gets one."""
+    queued = MonitoringWork.objects.count()
+    if queued:
+        wake_workers()
+    return {"queued": queued}
