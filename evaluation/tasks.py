@@ -38,10 +38,8 @@ def run_backfill(*, job_pk: int) -> dict[str, Any]:
 
 
 @task()
-def run_periodic_job(*, name: str) -> Any:
-    """One run of a periodic job of ``evaluation.monitoring.schedule`` (enqueued by the workers' schedulers)."""
+def run_periodic_job(*, name: str, function: str) -> Any:
+    """One run of periodic job ``name`` of ``evaluation.monitoring.schedule`` (enqueued by the workers' schedulers)."""
     from django.utils.module_loading import import_string
 
-    from .monitoring.schedule import job_named
-
-    return import_string(job_named(name).function)()
+    return {"job": name, "result": import_string(function)()}

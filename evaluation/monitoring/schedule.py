@@ -60,16 +60,9 @@ def run_due_jobs(*, now: datetime | None = None, jobs: tuple[PeriodicJob, ...] =
     enqueued = []
     for job in jobs:
         if _claim_due(job, moment):
-            run_periodic_job.enqueue(name=job.name)
+            run_periodic_job.enqueue(name=job.name, function=job.function)
             enqueued.append(job.name)
     return enqueued
-
-
-def job_named(name: str) -> PeriodicJob:
-    for job in JOBS:
-        if job.name == name:
-            return job
-    raise LookupError(f"no periodic job named {name!r}")
 
 
 class Scheduler(threading.Thread):
