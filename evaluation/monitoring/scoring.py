@@ -145,7 +145,6 @@ class BatchScorer:
         request_times = dict(Trace.objects.filter(pk__in=list(items)).values_list("pk", "request_time"))
         assessments: list[Assessment] = []
         ledger: list[MonitoringResult] = []
-        now = timezone.now()
         for version_pk, rows in by_version.items():
             version, info = versions[version_pk], infos[version_pk]
             rows = [c for c in rows if c.trace_pk in items]
@@ -155,6 +154,7 @@ class BatchScorer:
             else:
                 judge = version.scorer_name in self.catalogue.judges
                 results = {i.trace_pk: _unavailable(info, version.scorer_name, i, judge) for i in batch}
+            now = timezone.now()  # the verdicts' time: when their scorer returned
             for c in rows:
                 found = _renamed(results.get(c.trace_pk, []), info if isinstance(info, ScorerInfo) else None,
                                  version.registration.name)  # fmt: skip
