@@ -107,6 +107,24 @@ def _metadata(result: FeedbackResult, version: RegisteredScorerVersion, backfill
     return found
 
 
+def _items(
+    by_version: dict[int, list[Claimed]], infos: dict[int, ScorerInfo | ScorerError]
+) -> tuple[dict[int, ScoringItem], dict[int, ScoringItem]]:
+    """Scorer arguments of the batch's traces; with an MLflow ``Trace`` (costly) only for scorers that read it."""
+    everything = sorted({c.trace_pk for rows in by_version.values() for c in rows})
+    traced = sorted(
+        {
+            c.trace_pk
+            for pk, rows in by_version.items()
+            if isinstance(infos[pk], ScorerInfo) and infos[pk].takes_trace
+            for c in rows
+        }
+    )
+    plain = {item.trace_pk: item for item in build_items(everything, with_trace=False)}
+    full = {item.trace_pk: item for item in build_items(traced, with_trace=True)} if traced else {}
+    return plain, full
+
+
 class BatchScorer:
     """Scores claimed work; keeps the catalogue and the scoring pool across batches of one task."""
 
@@ -139,16 +157,16 @@ class BatchScorer:
         for c in claimed:
             by_version[c.version_pk].append(c)
         infos = {pk: self.info(version.scorer_name) for pk, version in versions.items()}
-        with_trace = any(isinstance(i, ScorerInfo) and i.takes_trace for i in infos.values())
-        built = build_items(sorted({c.trace_pk for c in claimed}), with_trace=with_trace)
-        items = {item.trace_pk: item for item in built}
-        request_times = dict(Trace.objects.filter(pk__in=list(items)).values_list("pk", "request_time"))
+        items = _items(by_version, infos)
+        request_times = dict(Trace.objects.filter(pk__in=list(items[0])).values_list("pk", "request_time"))
         assessments: list[Assessment] = []
         ledger: list[MonitoringResult] = []
         for version_pk, rows in by_version.items():
             version, info = versions[version_pk], infos[version_pk]
-            rows = [c for c in rows if c.trace_pk in items]
-            batch = [items[c.trace_pk] for c in rows]
+            takes_trace = isinstance(info, ScorerInfo) and info.takes_trace
+            built = items[1] if takes_trace else items[0]
+            rows = [c for c in rows if c.trace_pk in built]
+            batch = [built[c.trace_pk] for c in rows]
             if isinstance(info, ScorerInfo):
                 results = score_items(batch, [info], run_id=_pseudo_run_id(version), pool=self.pool)
             else:
