@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.evaluation.judges.conftest import judge_env, judge_server  # noqa: F401  (the fake judge endpoint)
 from tests.factories import make_trace
 from traces.completion import traces_completed
 from traces.models import Trace

@@ -1,0 +1,73 @@
+"""LLM judges as registered scorers: their verdicts on live traffic are LLM_JUDGE Feedback; failures are errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from evaluation.monitoring.models import MonitoringResult
+from evaluation.monitoring.registrations import register_scorer
+from evaluation.monitoring.scoring import REGISTRATION_KEY
+from tests.conftest import DATA_DIR
+from tests.evaluation.judges.conftest import MODEL, FakeJudgeServer, failure, verdict
+    MODEL,
+    FakeJudgeServer,
+    failure,
+    judge_env,
+    judge_server,
+    verdict,
+)
+from tests.factories import make_experiment
+from traces.ingest import read_trace_file, store_traces
+from traces.models import Assessment, Experiment, Trace
+
+pytestmark = pytest.mark.django_db
+RAG = "rag_retriever_dict_input.json"
+
+
+def _ingest(experiment: Experiment, capture: Any) -> Trace:
+    records = read_trace_file(DATA_DIR / RAG)
+    with capture(execute=True):
+        store_traces(records, experiment=experiment)
+    return Trace.objects.get(trace_id=records[0].trace_id)
+
+
+def test_a_registered_judge_gives_llm_judge_feedback_under_the_registration_name(
+    judge_server: FakeJudgeServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    experiment = make_experiment("Production")
+    register_scorer(experiment=experiment, name="safety_watch", scorer_name="Safety", sample_rate=1.0)
+    judge_server.then(verdict("yes", "Nothing harmful."))
+    trace = _ingest(experiment, django_capture_on_commit_callbacks)
+    feedback = Assessment.objects.get(trace=trace, name="safety_watch")
+    assert (feedback.source_type, feedback.source_id) == ("LLM_JUDGE", f"openai:/{MODEL}")
+    assert feedback.value == "yes" and feedback.rationale == "Nothing harmful."
+    assert feedback.metadata[REGISTRATION_KEY] == "safety_watch"
+    assert MonitoringResult.objects.get(trace=trace).verdict == "passed"
+
+
+def test_a_failing_judge_gives_an_error_feedback_and_an_error_verdict(
+    judge_server: FakeJudgeServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    experiment = make_experiment("Production")
+    register_scorer(experiment=experiment, name="safety_watch", scorer_name="Safety", sample_rate=1.0)
+    judge_server.then(failure(400, "model not found"))
+    trace = _ingest(experiment, django_capture_on_commit_callbacks)
+    feedback = Assessment.objects.get(trace=trace, name="safety_watch")
+    assert feedback.error and feedback.value is None
+    assert MonitoringResult.objects.get(trace=trace).verdict == "error"
+
+
+def test_a_judge_whose_endpoint_went_away_gives_an_error_not_a_stuck_queue(
+    judge_server: FakeJudgeServer, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    experiment = make_experiment("Production")
+    register_scorer(experiment=experiment, name="safety_watch", scorer_name="Safety", sample_rate=1.0)
+    settings.JUDGE_BASE_URL = ""  # unconfigured after it was registered
+    trace = _ingest(experiment, django_capture_on_commit_callbacks)
+    feedback = Assessment.objects.get(trace=trace, name="safety_watch")
+    assert feedback.error["error_code"] == "SCORER_UNAVAILABLE"
+    assert "not available" in feedback.error["error_message"]
+    assert feedback.source_type == "LLM_JUDGE"
+    assert MonitoringResult.objects.get(trace=trace).verdict == "error"
