@@ -11,13 +11,6 @@ from evaluation.monitoring.registrations import register_scorer
 from evaluation.monitoring.scoring import REGISTRATION_KEY
 from tests.conftest import DATA_DIR
 from tests.evaluation.judges.conftest import MODEL, FakeJudgeServer, failure, verdict
-    MODEL,
-    FakeJudgeServer,
-    failure,
-    judge_env,
-    judge_server,
-    verdict,
-)
 from tests.factories import make_experiment
 from traces.ingest import read_trace_file, store_traces
 from traces.models import Assessment, Experiment, Trace
