@@ -71,18 +71,23 @@ class Definition:
 
     @classmethod
     def of(cls, judge: CustomJudge) -> Definition:
+        return cls.from_fields(judge.snapshot())
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Definition:
+        """A definition from ``CustomJudge.snapshot()`` (or ``fields()``): what versions and pins store."""
         return cls(
-            name=judge.name,
-            kind=judge.kind,
-            description=judge.description,
-            guidelines=tuple(judge.guidelines or ()),
-            instructions=judge.instructions,
-            output_kind=judge.output_kind,
-            categories=tuple(Category(c["name"], c.get("value")) for c in judge.categories or ()),
-            scale_min=judge.scale_min,
-            scale_max=judge.scale_max,
-            pass_threshold=judge.pass_threshold,
-            examples=tuple(Example(**e) for e in judge.examples or ()),
+            name=fields["name"],
+            kind=fields["kind"],
+            description=fields.get("description") or "",
+            guidelines=tuple(fields.get("guidelines") or ()),
+            instructions=fields.get("instructions") or "",
+            output_kind=fields.get("output_kind") or OutputKind.YES_NO,
+            categories=tuple(Category(c["name"], c.get("value")) for c in fields.get("categories") or ()),
+            scale_min=fields.get("scale_min"),
+            scale_max=fields.get("scale_max"),
+            pass_threshold=fields.get("pass_threshold"),
+            examples=tuple(Example(**e) for e in fields.get("examples") or ()),
         )
 
     def fields(self) -> dict[str, Any]:
@@ -460,6 +465,22 @@ def describe_definition(
     except Exception as error:  # a definition MLflow no longer takes: listed, with the reason
         return ScorerInfo(**common, digest="", unavailable=f"MLflow refuses this judge: {error}"[:300])
     return ScorerInfo(**common, digest=scorer.digest(), scorer=scorer)
+
+
+def pinned_judge(pin: dict[str, Any]) -> ScorerInfo:
+    """The catalogue entry of a custom judge as it was pinned (``{"custom_judge", "version", "definition"}``)."""
+    current = endpoint.current()
+    model_uri = current.model_uri if current.configured else "openai:/(JUDGE_MODEL not set)"
+    definition = Definition.from_fields(pin["definition"])
+    return describe_definition(definition, model_uri, current.configured, module=f"{MODULE} v{pin['version']}")
+
+
+def pin_of(name: str) -> dict[str, Any]:
+    """The custom judge ``name``'s current version, to pin a registration to ({} when it is not a custom judge)."""
+    judge = CustomJudge.objects.filter(name=name).first()
+    if judge is None:
+        return {}
+    return {"custom_judge": judge.pk, "version": judge.version, "definition": judge.snapshot()}
 
 
 def custom_judges() -> dict[str, ScorerInfo]:

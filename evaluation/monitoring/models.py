@@ -89,6 +89,12 @@ class RegisteredScorerVersion(models.Model):
     status = models.CharField(max_length=12, choices=RegistrationStatus.choices)
     scorer_name = models.CharField(max_length=200)
     scorer_digest = models.CharField(max_length=100, blank=True, default="", help_text="The scorer's definition then.")
+    pinned_judge = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="A custom judge's version as it was when this version was made ({custom_judge, version, "
+        "definition}); it scores with that definition, whatever edits the judge gets later. {}: not a custom judge.",
+    )
     sample_rate = models.FloatField()
     filter_string = models.TextField(blank=True, default="")
     changed_by = models.ForeignKey(

@@ -85,7 +85,10 @@ def _check_active_limit(experiment: Experiment, *, besides: RegisteredScorer | N
 def _record(
     registration: RegisteredScorer, action: str, *, by: AbstractBaseUser | None, digest: str = ""
 ) -> RegisteredScorerVersion:
+    from evaluation.judges.custom import pin_of
+
     return RegisteredScorerVersion.objects.create(
+        pinned_judge=pin_of(registration.scorer_name) if registration.status != RegistrationStatus.DELETED else {},
         registration=registration,
         version=registration.version,
         action=action,

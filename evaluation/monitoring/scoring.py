@@ -143,9 +143,18 @@ class BatchScorer:
             self._catalogue = load_catalogue()
         return self._catalogue
 
-    def info(self, scorer_name: str) -> ScorerInfo | ScorerError:
+    def info(self, version: RegisteredScorerVersion) -> ScorerInfo | ScorerError:
+        """The version's scorer: its pinned custom judge definition, else the catalogue's scorer of that name."""
         try:
-            return self.catalogue.get(scorer_name)
+            if version.pinned_judge:
+                from ..judges.custom import pinned_judge
+                from ..scorers.catalogue import UnavailableScorerError
+
+                info = pinned_judge(version.pinned_judge)
+                if not info.available:
+                    raise UnavailableScorerError(info.name, info.unavailable)
+                return info
+            return self.catalogue.get(version.scorer_name)
         except ScorerError as error:
             return error
 
@@ -156,7 +165,7 @@ class BatchScorer:
         by_version: dict[int, list[Claimed]] = defaultdict(list)
         for c in claimed:
             by_version[c.version_pk].append(c)
-        infos = {pk: self.info(version.scorer_name) for pk, version in versions.items()}
+        infos = {pk: self.info(version) for pk, version in versions.items()}
         items = _items(by_version, infos)
         request_times = dict(Trace.objects.filter(pk__in=list(items[0])).values_list("pk", "request_time"))
         assessments: list[Assessment] = []
@@ -170,7 +179,7 @@ class BatchScorer:
             if isinstance(info, ScorerInfo):
                 results = score_items(batch, [info], run_id=_pseudo_run_id(version), pool=self.pool)
             else:
-                judge = version.scorer_name in self.catalogue.judges
+                judge = bool(version.pinned_judge) or version.scorer_name in self.catalogue.judges
                 results = {i.trace_pk: _unavailable(info, version.scorer_name, i, judge) for i in batch}
             now = timezone.now()  # the verdicts' time: when their scorer returned
             for c in rows:

@@ -64,3 +64,30 @@ def test_a_judge_whose_endpoint_went_away_gives_an_error_not_a_stuck_queue(
     assert "not available" in feedback.error["error_message"]
     assert feedback.source_type == "LLM_JUDGE"
     assert MonitoringResult.objects.get(trace=trace).verdict == "error"
+
+
+def test_a_registered_custom_judge_keeps_scoring_with_its_pinned_version(
+    judge_server: FakeJudgeServer, django_capture_on_commit_callbacks: Any
+) -> None:
+    from evaluation.judge_services import save_custom_judge
+    from evaluation.monitoring.registrations import update_scorer
+    from tests.evaluation.judges.custom_fixtures import yes_no_definition
+
+    judge = save_custom_judge(definition=yes_no_definition(instructions="Is the response {{ outputs }} polite?"))
+    experiment = make_experiment("Production")
+    registration = register_scorer(experiment=experiment, name="polite", scorer_name="is_polite", sample_rate=1.0)
+    assert registration.versions.get().pinned_judge["version"] == 1
+    save_custom_judge(definition=yes_no_definition(instructions="Is {{ outputs }} rude?"), judge=judge)
+
+    judge_server.then(verdict("yes", "Polite."), verdict("no", "Not rude."))
+    first = _ingest(experiment, django_capture_on_commit_callbacks)
+    assert "polite?" in judge_server.judged()[-1].prompt  # v1, as registered, not the edit
+    assert Assessment.objects.get(trace=first, name="polite").value == "yes"
+
+    update_scorer(registration=registration, sample_rate=1.0, filter_string="")  # a change pins the judge's latest
+    assert registration.versions.get(version=2).pinned_judge["version"] == 2
+    Trace.objects.all().delete()
+    second = _ingest(experiment, django_capture_on_commit_callbacks)
+    assert "rude?" in judge_server.judged()[-1].prompt
+    result = MonitoringResult.objects.get(trace=second)
+    assert (result.registration_version.version, result.verdict) == (2, "failed")
