@@ -416,6 +416,12 @@ class AssessmentKind(models.TextChoices):
     EXPECTATION = "expectation", "Expectation"
 
 
+# Metadata naming what produced a Feedback (written by evaluation; read here to say so on the trace page)
+SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
+MONITORING_REGISTRATION_KEY = "reviewapp.monitoring.registration"
+MONITORING_VERSION_KEY = "reviewapp.monitoring.registrationVersion"
+
+
 class AssessmentSource(models.TextChoices):
     HUMAN = "HUMAN", "Human"
     LLM_JUDGE = "LLM_JUDGE", "LLM judge"

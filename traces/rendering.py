@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .conversation import ConversationSpans, SpanRow, conversation_spans
 from .large_values import ShownText, ValueRef, read_limit, shorten, value_limit
-from .models import Assessment, Span, Trace
+from .models import MONITORING_REGISTRATION_KEY, MONITORING_VERSION_KEY, SOURCE_RUN_KEY, Assessment, Span, Trace
 
 MESSAGE_ROLES = {"system", "user", "assistant", "tool", "function", "developer", "model", "human", "ai"}
 CHAT_SPAN_TYPES = {"CHAT_MODEL", "LLM"}
@@ -406,6 +406,17 @@ class AssessmentView:
     assessment: Assessment
     value_text: str
     overridden: bool
+    origin: str = ""  # what produced it, when a scorer did: "monitoring: safety v3", "evaluation run 1a2b3c4d"
+
+
+def assessment_origin(assessment: Assessment) -> str:
+    metadata = assessment.metadata if isinstance(assessment.metadata, dict) else {}
+    registration = metadata.get(MONITORING_REGISTRATION_KEY)
+    if registration:
+        version = metadata.get(MONITORING_VERSION_KEY)
+        return f"monitoring: {registration}" + (f" v{version}" if version else "")
+    run_id = metadata.get(SOURCE_RUN_KEY)
+    return f"evaluation run {str(run_id)[:8]}" if run_id else ""
 
 
 def _assessment_value_text(assessment: Assessment) -> str:
@@ -423,7 +434,12 @@ def assessment_views(assessments: Iterable[Assessment]) -> list[AssessmentView]:
     items = list(assessments)
     overridden_ids = {a.overrides for a in items if a.overrides}
     return [
-        AssessmentView(a, _assessment_value_text(a), overridden=not a.valid or a.assessment_id in overridden_ids)
+        AssessmentView(
+            a,
+            _assessment_value_text(a),
+            overridden=not a.valid or a.assessment_id in overridden_ids,
+            origin=assessment_origin(a),
+        )
         for a in items
     ]
 

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from traces.models import Assessment, AssessmentSource, Trace
+from traces.models import MONITORING_REGISTRATION_KEY, MONITORING_VERSION_KEY, Assessment, AssessmentSource, Trace
 
 from ..outcomes import Verdict as Outcome
 from ..outcomes import verdict as outcome_of
@@ -30,8 +30,8 @@ from ..scorers.catalogue import Catalogue, ScorerError, ScorerInfo, load_catalog
 from ..scorers.runner import SOURCE_RUN_KEY, FeedbackResult, ScoringItem, assessment_rows, build_items, score_items
 from .models import MonitoringResult, MonitoringWork, RegisteredScorerVersion, Verdict
 
-REGISTRATION_KEY = "reviewapp.monitoring.registration"
-REGISTRATION_VERSION_KEY = "reviewapp.monitoring.registrationVersion"
+REGISTRATION_KEY = MONITORING_REGISTRATION_KEY
+REGISTRATION_VERSION_KEY = MONITORING_VERSION_KEY
 BACKFILL_KEY = "reviewapp.monitoring.backfillJob"
 logger = logging.getLogger(__name__)
 

@@ -36,12 +36,13 @@ from django.conf import settings
 
 from traces.conversation import conversation_io
 from traces.mlflow_shape import trace_dicts
+from traces.models import SOURCE_RUN_KEY as TRACE_SOURCE_RUN_KEY
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Span
 
 from .catalogue import ScorerInfo
 from .pool import CallPool, ScorerTimeout
 
-SOURCE_RUN_KEY = "mlflow.assessment.sourceRunId"
+SOURCE_RUN_KEY = TRACE_SOURCE_RUN_KEY
 SCORER_DIGEST_KEY = "mlflow.assessment.scorerDigest"
 SCORER_NAME_KEY = "mlflow.assessment.scorerName"
 JUDGE_DEADLINE_GRACE_S = 2.0  # the pool's backstop: the judge's own deadline (JUDGE_TIMEOUT_S) fires first

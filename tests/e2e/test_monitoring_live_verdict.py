@@ -121,6 +121,9 @@ def test_a_trace_sent_over_otlp_gets_its_verdicts_from_a_worker(
     page.goto(f"{live_server.url}{trace.get_absolute_url()}")
     assessments = page.locator("#assessments")
     expect(assessments.locator("li.assessment", has_text="has_documents")).to_contain_text("yes")
+    expect(assessments.locator("li.assessment", has_text="has_documents")).to_contain_text(
+        "monitoring: has_documents v1"
+    )
     expect(assessments.locator("li.assessment", has_text="answer_length")).to_contain_text(
         str(len("Click 'Forgot password' on the login page."))
     )

@@ -210,3 +210,22 @@ def test_list_query_count_does_not_grow_with_rows(client_in: Client, django_asse
         make_assessment(make_trace())
     with django_assert_max_num_queries(7):  # 7th: the distinct app versions for the version select
         assert client_in.get(reverse("traces:list")).status_code == 200
+
+
+def test_the_trace_page_says_which_scorer_made_a_feedback(client, admin_user):
+    from tests.factories import make_assessment, make_trace
+
+    trace = make_trace()
+    make_assessment(
+        trace,
+        "safety",
+        True,
+        source_type="LLM_JUDGE",
+        source_id="openai:/gpt",
+        metadata={"reviewapp.monitoring.registration": "safety", "reviewapp.monitoring.registrationVersion": "3"},
+    )
+    make_assessment(trace, "length", 12, source_type="CODE", metadata={"mlflow.assessment.sourceRunId": "1a2b3c4d5e6f"})
+    client.force_login(admin_user)
+    page = client.get(trace.get_absolute_url()).content.decode()
+    assert "monitoring: safety v3" in page
+    assert "evaluation run 1a2b3c4d" in page
