@@ -203,7 +203,7 @@ SCORER_WORKERS = env_int("SCORER_WORKERS", 4, minimum=1, maximum=256)
 PREDICT_TIMEOUT_SECONDS = env_int("PREDICT_TIMEOUT_SECONDS", 300, minimum=1, maximum=86_400)
 
 # Monitoring: a worker claims this many queued (trace, registered scorer) pairs at a time.
-MONITORING_BATCH_SIZE = env_int("MONITORING_BATCH_SIZE", 100, minimum=1, maximum=10_000)
+MONITORING_BATCH_SIZE = env_int("MONITORING_BATCH_SIZE", 500, minimum=1, maximum=10_000)
 # Each db_worker's scheduler looks for due periodic jobs (queue sweep, archival) this often.
 MONITORING_TICK_SECONDS = env_int("MONITORING_TICK_SECONDS", 5, minimum=1, maximum=3_600)
 
