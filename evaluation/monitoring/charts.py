@@ -50,15 +50,18 @@ def _text(
     )
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering ``low``..``high`` (steps of 1, 2, 2.5 or 5 × 10ⁿ)."""
+def nice_ticks(low: float, high: float, intervals: int = 5) -> list[float]:
+    """Round tick values covering ``low``..``high`` in at most ``intervals`` steps of 1, 2, 2.5 or 5 × 10ⁿ."""
     if high <= low:
         high = low + 1
-    raw = (high - low) / max(count - 1, 1)
+    raw = (high - low) / intervals
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first, last = math.floor(low / step) * step, math.ceil(high / step) * step
-    return [first + i * step for i in range(round((last - first) / step) + 1)]
+    for multiple in (1, 2, 2.5, 5, 10):
+        step = multiple * magnitude
+        first, last = math.floor(low / step) * step, math.ceil(high / step) * step
+        if (last - first) / step <= intervals + 1e-9:
+            break
+    return [round(first + i * step, 10) for i in range(round((last - first) / step) + 1)]
 
 
 def format_value(value: float, *, rate: bool) -> str:
