@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 640, 250
 LEFT, RIGHT, TOP, BOTTOM = 52, 44, 40, 46
+VOLUME_SHARE = 0.4  # the volume bars use the lower 40 % of the plot: a backdrop to the line, not a rival
 LINE, VOLUME, ERROR, GRID, TEXT = "#2456c9", "#dfe6f2", "#b42318", "#e6e9ee", "#5f6b7a"
 
 
@@ -135,7 +136,12 @@ def quality_chart(
         parts.append(_text(LEFT - 6, y + 4, format_value(tick, rate=rate), anchor="end", size=10))
     # the volume scale on the right
     if max_volume:
-        parts.append(_text(LEFT + plot_w + 4, TOP + 4, f"{max_volume:,}", anchor="start", size=10))
+        top_bar = bottom - plot_h * VOLUME_SHARE
+        parts.append(
+            f'<line x1="{LEFT + plot_w}" y1="{_num(top_bar)}" x2="{LEFT + plot_w + 3}" y2="{_num(top_bar)}" '
+            'stroke="#9aa4b2"/>'
+        )
+        parts.append(_text(LEFT + plot_w + 5, top_bar + 4, f"{max_volume:,}", anchor="start", size=10))
         parts.append(_text(LEFT + plot_w + 4, bottom + 4, "0", anchor="start", size=10))
     # volume bars (behind), error marks and x labels
     every = _label_every(len(points), unit)
@@ -143,7 +149,7 @@ def quality_chart(
         x = LEFT + i * slot
         label = _bucket_label(p.start, unit, long=True)
         if p.volume and max_volume:
-            h = p.volume / max_volume * plot_h
+            h = p.volume / max_volume * plot_h * VOLUME_SHARE
             parts.append(
                 f'<rect x="{_num(x + slot * 0.15)}" y="{_num(bottom - h)}" width="{_num(slot * 0.7)}" '
                 f'height="{_num(h)}" fill="{VOLUME}">'
