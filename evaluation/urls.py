@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
+from .monitoring import dashboard_views
 
 app_name = "evaluation"
 
@@ -33,4 +34,11 @@ urlpatterns = [
     path("judges/agreement/", judge_agreement_views.judge_agreement, name="judge_agreement"),
     path("judges/agreement/run/", judge_agreement_views.judge_agreement_run, name="judge_agreement_run"),
     path("judges/agreement/example/", judge_agreement_views.judge_agreement_example, name="judge_agreement_example"),
+    path("monitoring/", dashboard_views.monitoring_index, name="monitoring_index"),
+    path("monitoring/<int:experiment_pk>/", dashboard_views.monitoring_dashboard, name="monitoring"),
+    path(
+        "monitoring/<int:experiment_pk>/send-failures/",
+        dashboard_views.monitoring_send_failures,
+        name="monitoring_send_failures",
+    ),
 ]

@@ -33,7 +33,8 @@ def describe(login: DemoLogin) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Load the demo: 64 generated MLflow traces, an admin and a reviewer, questions and a labeling session. "
+        "Load the demo: 64 generated MLflow traces, an admin and a reviewer, questions and a labeling session, "
+        "evaluation runs, and a week of monitored production traffic. "
         "With DEBUG on the logins are admin/admin and reviewer/reviewer; with DEBUG off the passwords come "
         "from DEMO_ADMIN_PASSWORD / DEMO_REVIEWER_PASSWORD (checked by the password validators) or are "
         "generated and printed once."
@@ -54,6 +55,7 @@ class Command(BaseCommand):
             f"{result.traces_updated} updated. Session “{result.session.name}”: {result.items_added} items added."
         )
         self._seed_evaluation(result)
+        self._seed_monitoring(result)
         for login in result.logins:
             if login.replaced_demo_password:
                 self.stdout.write(f"{login.username} still had the demo password; DEBUG is off, so it was replaced.")
@@ -77,3 +79,19 @@ class Command(BaseCommand):
             return
         runs = " and ".join(f"“{run.name}” ({run.status})" for run in demo.runs)
         self.stdout.write(f"Dataset “{DEMO_DATASET}”: {demo.dataset.records.count()} records; runs {runs}.")
+
+    def _seed_monitoring(self, result: Any) -> None:
+        """Two registered scorers and a week of their verdicts on "production" traffic (new hours only)."""
+        from evaluation.monitoring.demo import seed_monitoring_demo
+        from evaluation.monitoring.registrations import RegistrationError
+
+        admin = User.objects.filter(username__in=[login.username for login in result.logins if login.staff]).first()
+        try:
+            demo = seed_monitoring_demo(by=admin)
+        except RegistrationError as exc:
+            self.stderr.write(f"warning: the monitoring demo was skipped: {exc}")
+            return
+        names = " and ".join(f"“{r.name}”" for r in demo.registrations)
+        self.stdout.write(
+            f"Experiment “{demo.experiment.name}”: scorers {names}, {demo.traces_created} traces with verdicts added."
+        )
