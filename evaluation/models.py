@@ -273,6 +273,7 @@ from .monitoring.models import (  # noqa: E402, F401
     ArchivePolicy,
     BackfillJob,
     MonitoringResult,
+    MonitoringRollup,
     MonitoringWork,
     PeriodicRun,
     RegisteredScorer,

@@ -1,9 +1,10 @@
 """Quality over time: what the monitoring dashboard shows for an experiment's registered scorers.
 
-Everything is read from the ``MonitoringResult`` ledger (one row per trace × registration version),
-bucketed in SQL by hour or day of the traces' request time and grouped by registration, so a page
-runs the same few queries whatever the volume (the ``(registration, request_time)`` index serves the
-range). The scorers shown are the experiment's live registrations plus deleted ones that still have
+The charts are read from the hourly ``MonitoringRollup`` counts (kept with the ledger), summed in SQL
+by hour or day of the traces' request time and grouped by registration, so a page runs the same few
+queries over a few hundred rows whatever the volume; the latest failures come from the
+``MonitoringResult`` ledger (one row per trace × registration version) by its failure index.
+The scorers shown are the experiment's live registrations plus deleted ones that still have
 results in the window (their verdicts stay; the dashboard says they were deleted).
 
 Pass rate is passed / (passed + failed + error): an erroring scorer counts against quality. A scorer
@@ -15,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from traces.models import Assessment, Experiment, ExperimentKind, Trace
 
-from .models import MonitoringResult, RegisteredScorer, RegistrationStatus, Verdict
+from .models import MonitoringResult, MonitoringRollup, RegisteredScorer, RegistrationStatus, Verdict
 from .scoring import REGISTRATION_KEY, REGISTRATION_VERSION_KEY
 
 FAILURES_SHOWN = 25
@@ -144,20 +145,18 @@ def _registrations(experiment: Experiment) -> list[RegisteredScorer]:
 
 
 def _bucket_rows(registration_ids: list[int], window: Window, start: datetime, end: datetime) -> QuerySet:
-    """One row per (registration, bucket) with its counts: the dashboard's one aggregate query."""
+    """One row per (registration, bucket) with its counts, summed from the hourly rollups (one query)."""
     return (
-        MonitoringResult.objects.filter(
-            registration_id__in=registration_ids, request_time__gte=start, request_time__lt=end
-        )
-        .annotate(bucket=Trunc("request_time", window.unit, tzinfo=timezone.get_current_timezone()))
+        MonitoringRollup.objects.filter(registration_id__in=registration_ids, hour__gte=start, hour__lt=end)
+        .annotate(bucket=Trunc("hour", window.unit, tzinfo=timezone.get_current_timezone()))
         .values("registration_id", "bucket")
         .annotate(
-            total=Count("id"),
-            passed=Count("id", filter=Q(verdict=Verdict.PASSED)),
-            failed=Count("id", filter=Q(verdict=Verdict.FAILED)),
-            errors=Count("id", filter=Q(verdict=Verdict.ERROR)),
-            numbers=Count("id", filter=Q(verdict=Verdict.NUMBER)),
-            value_sum=Sum("value", filter=Q(verdict=Verdict.NUMBER)),
+            total=Sum("total"),
+            passed=Sum("passed"),
+            failed=Sum("failed"),
+            errors=Sum("errors"),
+            numbers=Sum("numbers"),
+            value_sum=Sum("value_sum"),
         )
         .order_by()
     )

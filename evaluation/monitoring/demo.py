@@ -24,6 +24,7 @@ from traces.models import Assessment, AssessmentKind, AssessmentSource, Experime
 from ..example_scorers import LATENCY_THRESHOLD_MS
 from .models import MonitoringResult, RegisteredScorer, RegisteredScorerVersion, Verdict
 from .registrations import register_scorer
+from .rollups import rebuild_rollups
 from .sampling import is_sampled
 from .scoring import REGISTRATION_KEY, REGISTRATION_VERSION_KEY
 
@@ -177,6 +178,7 @@ def _score(registrations: list[RegisteredScorer], traces: list[Trace]) -> None:
             )
     Assessment.objects.bulk_create(assessments, batch_size=1000, ignore_conflicts=True)
     MonitoringResult.objects.bulk_create(ledger, batch_size=1000, ignore_conflicts=True)
+    rebuild_rollups({result.registration_id for result in ledger})
 
 
 def seed_monitoring_demo(*, by: AbstractBaseUser | None = None, now: datetime | None = None) -> MonitoringDemo:

@@ -242,3 +242,26 @@ class PeriodicRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.last_run_at}"
+
+
+class MonitoringRollup(models.Model):
+    """One registration's verdict counts in one hour (UTC) of request time: what the dashboard charts.
+
+    Kept with the ledger, in the transaction that writes its rows (``monitoring.rollups``), so a
+    chart reads a few hundred rows whatever the traffic; ``rebuild_rollups`` recounts from the ledger.
+    """
+
+    registration = models.ForeignKey(RegisteredScorer, on_delete=models.CASCADE, related_name="rollups")
+    hour = models.DateTimeField()
+    total = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    numbers = models.PositiveIntegerField(default=0)
+    value_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["registration", "hour"], name="monitoring_rollup_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.registration_id} at {self.hour:%Y-%m-%d %H}:00"

@@ -29,6 +29,7 @@ from ..outcomes import verdict as outcome_of
 from ..scorers.catalogue import Catalogue, ScorerError, ScorerInfo, load_catalogue
 from ..scorers.runner import SOURCE_RUN_KEY, FeedbackResult, ScoringItem, assessment_rows, build_items, score_items
 from .models import MonitoringResult, MonitoringWork, RegisteredScorerVersion, Verdict
+from .rollups import add_to_rollups
 
 REGISTRATION_KEY = MONITORING_REGISTRATION_KEY
 REGISTRATION_VERSION_KEY = MONITORING_VERSION_KEY
@@ -222,6 +223,7 @@ def score_next_batch(scorer: BatchScorer, *, limit: int | None = None) -> int:
             assessments, ledger = scorer.score(todo)
             Assessment.objects.bulk_create(assessments, batch_size=2000, ignore_conflicts=True)
             MonitoringResult.objects.bulk_create(ledger, batch_size=2000, ignore_conflicts=True)
+            add_to_rollups(ledger)  # new rows: none had a result under this claim
         MonitoringWork.objects.filter(pk__in=[c.pk for c in claimed]).delete()
         backfills = {c.backfill_pk for c in claimed if c.backfill_pk is not None}
         if backfills:

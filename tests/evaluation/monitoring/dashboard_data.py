@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from evaluation.monitoring.dashboard import Window
 from evaluation.monitoring.models import MonitoringResult, RegisteredScorer
 from evaluation.monitoring.registrations import register_scorer
+from evaluation.monitoring.rollups import add_to_rollups
 from evaluation.monitoring.scoring import REGISTRATION_KEY, REGISTRATION_VERSION_KEY
 from labeling import services as labeling_services
 from labeling.models import LabelingSession, LabelSchema
@@ -40,7 +41,7 @@ def verdicts(
     traces = traces or bare_traces(registration.experiment, [when] * len(codes))
     version = registration.versions.get(version=registration.version)
     values = values or [1.0 if c == "passed" else 0.0 if c == "failed" else None for c in codes]
-    return MonitoringResult.objects.bulk_create(
+    rows = MonitoringResult.objects.bulk_create(
         MonitoringResult(
             trace=trace,
             registration=registration,
@@ -53,6 +54,8 @@ def verdicts(
         )
         for trace, code, value in zip(traces, codes, values, strict=True)
     )
+    add_to_rollups(rows)  # as the worker does, in the transaction that writes the ledger rows
+    return rows
 
 
 def failure_with_feedback(

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from evaluation.monitoring.models import MonitoringResult, MonitoringWork
+from evaluation.monitoring.models import MonitoringResult, MonitoringRollup, MonitoringWork, RegisteredScorer
 from evaluation.monitoring.registrations import register_scorer
+from evaluation.monitoring.rollups import rebuild_rollups
 from evaluation.monitoring.sampling import queue_completed_traces
 from tests.factories import make_experiment, make_trace
 from traces.models import Assessment
@@ -106,6 +107,13 @@ def _assert_scored_once(expected: int) -> None:
     assert Assessment.objects.filter(name__in=["length", "docs"]).count() == expected
     pairs = MonitoringResult.objects.values_list("trace_id", "registration_version_id")
     assert len(set(pairs)) == expected
+    # the workers' hourly counts (what the dashboard charts) agree with a recount of the ledger
+    counted = sorted(MonitoringRollup.objects.values_list("registration_id", "hour", "total", "numbers", "passed"))
+    rebuild_rollups(RegisteredScorer.objects.values_list("pk", flat=True))
+    assert counted == sorted(
+        MonitoringRollup.objects.values_list("registration_id", "hour", "total", "numbers", "passed")
+    )
+    assert sum(row[2] for row in counted) == expected
 
 
 def test_two_workers_score_every_sampled_trace_exactly_once(queued: int) -> None:
