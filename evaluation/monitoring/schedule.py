@@ -32,10 +32,30 @@ JOBS = (
     # work left in the queue by a killed worker, or queued while no task was waiting: wake a worker for it
     PeriodicJob("sweep_monitoring_queue", timedelta(seconds=30), "evaluation.monitoring.scoring.sweep"),
     # the experiments' "archive traces older than N days" settings
+    # the worker tasks monitoring enqueues (one per burst of traffic, one per periodic run) once finished a day
+    PeriodicJob("prune_monitoring_tasks", timedelta(hours=1), "evaluation.monitoring.schedule.prune_finished_tasks"),
     PeriodicJob(
         "archive_due_experiments", timedelta(minutes=10), "evaluation.monitoring.archive.archive_due_experiments"
     ),
 )
+
+
+PRUNED_TASKS = ("evaluation.tasks.score_monitoring_queue", "evaluation.tasks.run_periodic_job")
+PRUNE_AFTER = timedelta(days=1)
+
+
+def prune_finished_tasks(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete the finished (successful) results of monitoring's own worker tasks older than ``PRUNE_AFTER``;
+    failed ones stay for a look. Other tasks' results are left alone."""
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    cutoff = (now or timezone.now()) - PRUNE_AFTER
+    old = DBTaskResult.objects.filter(
+        task_path__in=PRUNED_TASKS, status=TaskResultStatus.SUCCESSFUL, finished_at__lte=cutoff
+    )
+    deleted, _ = old.delete()
+    return {"deleted": deleted}
 
 
 def _claim_due(job: PeriodicJob, now: datetime) -> bool:

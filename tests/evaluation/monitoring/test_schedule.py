@@ -47,3 +47,22 @@ def test_the_sweep_scores_work_left_in_the_queue(settings: Any) -> None:
     assert sweep() == {"queued": 1}
     assert Assessment.objects.filter(trace=trace, name="docs").count() == 1
     assert sweep() == {"queued": 0}
+
+
+def test_finished_monitoring_tasks_are_pruned_after_a_day(settings: Any) -> None:
+    from django_tasks_db.models import DBTaskResult
+
+    from evaluation.monitoring.schedule import prune_finished_tasks
+    from evaluation.tasks import run_evaluation, score_monitoring_queue
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    old = timezone.now() - timedelta(days=2)
+    for task in (score_monitoring_queue, score_monitoring_queue, run_evaluation):
+        result = task.enqueue() if task is score_monitoring_queue else task.enqueue(run_pk=1)
+        DBTaskResult.objects.filter(pk=result.id).update(status="SUCCESSFUL", finished_at=old)
+    failed = score_monitoring_queue.enqueue()
+    DBTaskResult.objects.filter(pk=failed.id).update(status="FAILED", finished_at=old)
+    waiting = score_monitoring_queue.enqueue()
+    assert prune_finished_tasks() == {"deleted": 2}
+    remaining = set(DBTaskResult.objects.values_list("pk", flat=True))
+    assert {str(pk) for pk in remaining} >= {str(failed.id), str(waiting.id)} and len(remaining) == 3
