@@ -29,6 +29,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -49,6 +50,7 @@ from evaluation.runs import execute_run, start_evaluation_run
 from labeling import claims, services, submissions
 from labeling.models import JobState, LabelSchema, TraceAddJob
 from tests.factories import make_assessment, make_trace
+from traces.models import Experiment
 from traces.tokens import create_api_token
 
 pytestmark = pytest.mark.django_db
@@ -159,9 +161,21 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     from tests.evaluation.judges.custom_fixtures import scale_definition
 
     save_custom_judge(definition=scale_definition(), changed_by=admin_user)
+    # Monitoring: an experiment with a registered scorer and a failure today (dashboard, send failures).
+    seed_monitoring(admin_user)
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})
+
+
+def seed_monitoring(admin_user: User) -> None:
+    from django.utils import timezone
+
+    from tests.evaluation.monitoring.dashboard_data import failure_with_feedback, register
+
+    experiment = Experiment.objects.create(name="Production traffic")
+    registration = register(experiment, "fast_enough")
+    failure_with_feedback(registration, timezone.now() - timedelta(hours=1), rationale="2500 ms (threshold 2000 ms).")
 
 
 def client_for(user: User | None) -> Client:

@@ -85,6 +85,11 @@ def _dashboard_page(
     return render(request, "evaluation/monitoring/dashboard.html", context, status=status)
 
 
+def _pk(text: str) -> int:
+    """A primary key from user text; -1 (matches nothing) for anything else, digits too long included."""
+    return int(text) if text.isdigit() and len(text) <= 18 else -1
+
+
 @login_required
 @require_GET
 def monitoring_index(request: HttpRequest) -> HttpResponse:
@@ -136,7 +141,7 @@ def monitoring_send_failures(request: HttpRequest, experiment_pk: int) -> HttpRe
     registration = None
     scorer = (request.POST.get("scorer") or "").strip()
     if scorer:
-        registration = RegisteredScorer.objects.filter(experiment=experiment, pk=scorer if scorer.isdigit() else -1)
+        registration = RegisteredScorer.objects.filter(experiment=experiment, pk=_pk(scorer))
         registration = registration.first()
         if registration is None:
             return refused(f"This experiment has no registered scorer “{scorer[:40]}”.")

@@ -113,3 +113,14 @@ def test_reviewers_and_outsiders_cannot_send(client: Client, reviewer: User, out
     assert ReviewItem.objects.count() == 0
     client.force_login(outsider)
     assert client.get(send_url(experiment)).status_code == 405
+
+
+def test_a_scorer_id_too_large_for_the_database_is_an_unknown_scorer(
+    client: Client, admin_user: User, production
+) -> None:
+    experiment = production[0]
+    session = make_session("Triage")
+    client.force_login(admin_user)
+    response = client.post(send_url(experiment), {"session": session.pk, "scorer": "9" * 40, "window": "7d"})
+    assert response.status_code == 400
+    assert not session.items.exists()
