@@ -66,3 +66,10 @@ def visible_items(session: LabelingSession, user: Any) -> QuerySet[ReviewItem]:
     if session.assignment_mode == "assigned":
         given |= Q(assignments__reviewer=user)
     return items.filter(given).distinct()
+
+
+def reviewer_copy_traces(user: Any) -> QuerySet[ReviewItem]:
+    """The pks of the frozen copies a reviewer may open in the sessions they review (``visible_items``'
+    rule for a reviewer: items they took up, and in assigned sessions the ones given to them), for a subquery."""
+    given = Q(reviews__reviewer=user) | Q(session__assignment_mode="assigned", assignments__reviewer=user)
+    return ReviewItem.objects.filter(given, session__reviewers=user).values("trace_id")
