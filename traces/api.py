@@ -258,7 +258,7 @@ def _source(request: HttpRequest, source: SourceIn | None) -> tuple[str, str]:
 
 def _check_span(trace: Trace, span_id: str) -> str:
     if span_id and not Span.objects.filter(trace=trace, span_id=check_text(span_id, what="span_id")).exists():
-        raise not_found(f"Trace {trace.trace_id} has no span {_short(span_id)}.")
+        raise invalid(f"span_id: trace {trace.trace_id} has no span {_short(span_id)}.")
     return span_id
 
 

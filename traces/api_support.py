@@ -159,7 +159,7 @@ def check_json_value(value: Any, *, what: str, max_bytes: int = MAX_JSON_VALUE_B
         if isinstance(node, str):
             _check_string(node, what=what)
         elif isinstance(node, float) and not math.isfinite(node):
-            raise invalid(f"{what} contains {node}, which JSON cannot hold.")
+            raise invalid(f"{what} contains NaN or an infinity, which JSON cannot hold.")
         elif isinstance(node, dict):
             for key, child in node.items():
                 _check_string(str(key), what=f"{what} key")

@@ -48,6 +48,12 @@ class ApiClient:
         return self.request("DELETE", path, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """The personas log in with tokens here, never passwords: hashing theirs slowly buys nothing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @dataclass
 class World:
     experiment: Experiment
