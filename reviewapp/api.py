@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 api = NinjaAPI(
     title="Review app API",
     version="1",
-    description="Traces, assessments and labeling over HTTP, in MLflow 3's vocabulary. "
+    description="Traces and assessments over HTTP, in MLflow 3's vocabulary. "
     "Authenticate with `Authorization: Bearer <API token>` (make one under Account → API tokens).",
     urls_namespace="api",
     auth=TokenAuth(),

@@ -331,7 +331,11 @@ def get_trace(request: HttpRequest, trace_id: str) -> dict[str, Any]:
     return trace_dicts([trace.pk])[trace.pk]
 
 
-@router.api_operation(["PATCH", "POST"], "/{trace_id}/tags", response={200: TagsOut, **ERROR_RESPONSES})
+TAGS_RESPONSES = {200: TagsOut, **ERROR_RESPONSES}
+
+
+@router.patch("/{trace_id}/tags", response=TAGS_RESPONSES, operation_id="traces_api_set_trace_tag")
+@router.post("/{trace_id}/tags", response=TAGS_RESPONSES, operation_id="traces_api_set_trace_tag_by_post")
 def set_trace_tag(request: HttpRequest, trace_id: str, payload: TagIn) -> dict[str, Any]:
     """MLflow's ``set_trace_tag``: set one tag (replacing its value); returns all the trace's tags."""
     trace = writable_trace(request, trace_id)
@@ -339,7 +343,7 @@ def set_trace_tag(request: HttpRequest, trace_id: str, payload: TagIn) -> dict[s
     return {"tags": _str_tags(set_trace_tags(trace=trace, tags={payload.key: payload.value}))}
 
 
-@router.delete("/{trace_id}/tags", response={200: TagsOut, **ERROR_RESPONSES})
+@router.delete("/{trace_id}/tags", response=TAGS_RESPONSES)
 def delete_tag(request: HttpRequest, trace_id: str, key: str) -> dict[str, Any]:
     """MLflow's ``delete_trace_tag`` (``?key=``); returns the tags left."""
     trace = writable_trace(request, trace_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -163,6 +164,10 @@ def test_openapi_schema_is_served_and_describes_every_endpoint(anonymous: ApiCli
             operation = paths[path][method]
             assert operation["security"], f"{method} {path} is not marked as needing a token"
             assert "404" in operation["responses"] and "401" in operation["responses"]
+    operation_ids = [op["operationId"] for methods in paths.values() for op in methods.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+    for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', response.content.decode()):
+        assert ref in schema["components"]["schemas"], ref
     assert schema["components"]["securitySchemes"]["TokenAuth"] == {"type": "http", "scheme": "bearer"}
     error = schema["components"]["schemas"]["ErrorOut"]
     assert set(error["required"]) == {"error_code", "message"}
