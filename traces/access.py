@@ -42,6 +42,15 @@ def can_explore_traces(user: Any) -> bool:
     return cached
 
 
+def _explorer_condition(user: Any) -> Q:
+    """The traces a non-admin explorer may open: ordinary ones and their sessions' copies."""
+    allowed = Q(experiment__kind=ExperimentKind.TRACES)
+    managed_copies = _hook("TRACE_COPY_ACCESS")
+    if managed_copies is not None:
+        allowed |= Q(experiment__kind=ExperimentKind.LABELING, experiment__in=managed_copies(user))
+    return allowed
+
+
 def visible_traces(user: Any) -> QuerySet[Trace]:
     """Every trace the user may open by its id: nothing for non-explorers, everything for admins;
     for others the ordinary traces plus the frozen copies of the sessions they manage.
@@ -52,11 +61,7 @@ def visible_traces(user: Any) -> QuerySet[Trace]:
         return Trace.objects.none()
     if user.is_staff:
         return Trace.objects.all()
-    allowed = Q(experiment__kind=ExperimentKind.TRACES)
-    managed_copies = _hook("TRACE_COPY_ACCESS")
-    if managed_copies is not None:
-        allowed |= Q(experiment__kind=ExperimentKind.LABELING, experiment__in=managed_copies(user))
-    return Trace.objects.filter(allowed)
+    return Trace.objects.filter(_explorer_condition(user))
 
 
 def reviewed_copies(user: Any) -> QuerySet[Any] | None:
@@ -67,12 +72,10 @@ def reviewed_copies(user: Any) -> QuerySet[Any] | None:
 
 def readable_traces(user: Any) -> QuerySet[Trace]:
     """What a user's API token may read: ``visible_traces`` plus, for a reviewer, the copies of the
-    items given to them (what their review screens show). Still one subquery per rule."""
+    items given to them (what their review screens show). One subquery per rule."""
     if user.is_authenticated and user.is_staff:
         return Trace.objects.all()
-    allowed = Q(pk__in=[])
-    if can_explore_traces(user):
-        allowed = Q(pk__in=visible_traces(user).values("pk"))
+    allowed = _explorer_condition(user) if can_explore_traces(user) else Q(pk__in=[])
     copies = reviewed_copies(user)
     if copies is not None:
         allowed |= Q(pk__in=copies)

@@ -179,3 +179,16 @@ def test_docs_page_uses_no_cdn(anonymous: ApiClient) -> None:
     html = response.content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower()
+
+
+def test_an_oversized_body_is_413(as_admin: ApiClient, world: World, settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = {"name": "ok", "value": "v" * 20_000}
+    response = as_admin.post(f"/api/traces/{world.traces[0].trace_id}/feedback", body)
+    assert_error(response, 413, "INVALID_PARAMETER_VALUE", "over 10,000 bytes")
+    assert not Assessment.objects.exists()
+
+
+def test_too_many_query_parameters_are_400(as_admin: ApiClient, world: World) -> None:
+    response = as_admin.get("/api/traces/", {"experiment_ids": [str(i) for i in range(1500)]})
+    assert_error(response, 400, "INVALID_PARAMETER_VALUE", "DATA_UPLOAD_MAX_NUMBER_FIELDS")

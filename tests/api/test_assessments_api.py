@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.api.conftest import ApiClient, World, assert_error
 from tests.factories import make_assessment
@@ -185,3 +187,26 @@ LONG = "x" * 70_000
 def test_bad_assessments_are_400_and_store_nothing(as_admin: ApiClient, world: World, path, body, words) -> None:
     assert_error(as_admin.post(_url(world.traces[0], path), body), 400, "INVALID_PARAMETER_VALUE", *words)
     assert not Assessment.objects.exists()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+BODY = st.dictionaries(
+    st.sampled_from(["name", "value", "error", "rationale", "source", "metadata", "span_id"]) | st.text(max_size=5),
+    JSON | st.fixed_dictionaries({"source_type": st.sampled_from(["HUMAN", "CODE", "x"]), "source_id": JSON}),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/feedback", "/expectations"]), body=BODY | JSON)
+def test_no_assessment_body_gets_a_500(as_admin: ApiClient, world: World, path: str, body) -> None:
+    raw = json.dumps(body, allow_nan=True)
+    response = as_admin.post(_url(world.traces[0], path), raw)
+    assert response.status_code in (201, 400, 403), response.content[:300]
+    if response.status_code == 201:
+        stored = Assessment.objects.get(assessment_id=response.json()["assessment"]["assessment_id"])
+        assert stored.name == body["name"]

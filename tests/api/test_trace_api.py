@@ -40,7 +40,7 @@ def test_get_trace_runs_a_constant_number_of_queries(
     big = make_trace(experiment=world.experiment, n_spans=60)
     for i in range(20):
         make_assessment(big, f"q{i}", i)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(6):  # token, its last use, the trace; then trace, spans, assessments
         assert len(as_admin.get(_url(big)).json()["data"]["spans"]) == 60
 
 
@@ -54,6 +54,22 @@ def test_who_may_read_a_trace(
         assert_error(as_outsider.get(_url(trace)), 404, "RESOURCE_DOES_NOT_EXIST", trace.trace_id)
     assert as_reviewer.get(_url(given)).status_code == 200
     for trace in (original, other):  # the original, and a copy of their session not given to them
+        assert_error(as_reviewer.get(_url(trace)), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+def test_in_an_assigned_session_a_reviewer_reads_the_items_given_to_them(
+    as_reviewer: ApiClient, world: World, reviewer
+) -> None:
+    from labeling.models import ItemAssignment
+
+    world.session.assignment_mode = "assigned"
+    world.session.save()
+    other_item = world.other_copy.review_item
+    assert_error(as_reviewer.get(_url(world.other_copy)), 404, "RESOURCE_DOES_NOT_EXIST")
+    ItemAssignment.objects.create(item=other_item, reviewer=reviewer)
+    assert as_reviewer.get(_url(world.other_copy)).status_code == 200
+    world.session.reviewers.remove(reviewer)  # taken off the session: nothing of it any more
+    for trace in (world.given_copy, world.other_copy):
         assert_error(as_reviewer.get(_url(trace)), 404, "RESOURCE_DOES_NOT_EXIST")
 
 
