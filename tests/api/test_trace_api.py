@@ -73,6 +73,27 @@ def test_in_an_assigned_session_a_reviewer_reads_the_items_given_to_them(
         assert_error(as_reviewer.get(_url(trace)), 404, "RESOURCE_DOES_NOT_EXIST")
 
 
+def test_in_a_blind_session_a_reviewer_reads_their_copy_only_after_submitting(
+    as_reviewer: ApiClient, world: World, reviewer
+) -> None:
+    """The copy carries the others' answers and the judges' verdicts, which blind review hides until then."""
+    from labeling.models import ItemReview
+
+    world.session.blind = True
+    world.session.save()
+    make_assessment(world.given_copy, "correct", False, source_type="HUMAN", source_id="someone-else")
+    assert_error(as_reviewer.get(_url(world.given_copy)), 404, "RESOURCE_DOES_NOT_EXIST")
+    in_session = {"experiment_ids": str(world.session.experiment_id)}
+    assert_error(as_reviewer.get("/api/traces/", in_session), 404, "RESOURCE_DOES_NOT_EXIST")  # nothing to read
+    ItemReview.objects.filter(item=world.given_copy.review_item, reviewer=reviewer).update(status="submitted")
+    assert as_reviewer.get(_url(world.given_copy)).json()["info"]["assessments"][0]["source"]["source_id"] == (
+        "someone-else"
+    )
+    assert [t["trace_id"] for t in as_reviewer.get("/api/traces/", in_session).json()["traces"]] == [
+        world.given_copy.trace_id
+    ]
+
+
 @pytest.mark.parametrize("trace_id", ["tr-unknown", "x" * 5000, "a\x00b", "99999999999999999999", "' OR 1=1"])
 def test_unknown_or_malformed_trace_ids_are_404(as_admin: ApiClient, world: World, trace_id: str) -> None:
     assert_error(as_admin.get(f"/api/traces/{trace_id}"), 404, "RESOURCE_DOES_NOT_EXIST", "does not exist")
