@@ -192,3 +192,9 @@ def test_an_oversized_body_is_413(as_admin: ApiClient, world: World, settings) -
 def test_too_many_query_parameters_are_400(as_admin: ApiClient, world: World) -> None:
     response = as_admin.get("/api/traces/", {"experiment_ids": [str(i) for i in range(1500)]})
     assert_error(response, 400, "INVALID_PARAMETER_VALUE", "DATA_UPLOAD_MAX_NUMBER_FIELDS")
+
+
+@pytest.mark.parametrize(("method", "template", "body"), ENDPOINTS[1:])
+def test_every_trace_endpoint_is_404_for_an_unknown_trace(as_admin: ApiClient, world: World, method, template, body):
+    path = _path(template, world).replace(world.traces[0].trace_id, "tr-00000000000000000000000000000000")
+    assert_error(as_admin.request(method, path, body), 404, "RESOURCE_DOES_NOT_EXIST", "tr-0000")
