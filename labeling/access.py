@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from .models import LabelingSession, ReviewItem
+from .models import ItemAssignment, ItemReview, LabelingSession, ReviewItem, ReviewStatus
 
 
 def is_admin(user: Any) -> bool:
@@ -66,3 +66,15 @@ def visible_items(session: LabelingSession, user: Any) -> QuerySet[ReviewItem]:
     if session.assignment_mode == "assigned":
         given |= Q(assignments__reviewer=user)
     return items.filter(given).distinct()
+
+
+def reviewer_copy_traces(user: Any) -> QuerySet[ReviewItem]:
+    """The pks of the frozen copies a reviewer may read over the API, for a subquery: ``visible_items``'
+    rule for a reviewer (items they took up; in assigned sessions also the ones given to them) in the
+    sessions they review. In a blind session only once they have submitted it, since a copy carries
+    the other reviewers' answers and the automatic verdicts, which the review screen hides until then."""
+    reviewed = ItemReview.objects.filter(item=OuterRef("pk"), reviewer=user)
+    assigned = ItemAssignment.objects.filter(item=OuterRef("pk"), reviewer=user)
+    given = Q(Exists(reviewed)) | (Q(session__assignment_mode="assigned") & Q(Exists(assigned)))
+    not_blinded = Q(session__blind=False) | Q(Exists(reviewed.filter(status=ReviewStatus.SUBMITTED)))
+    return ReviewItem.objects.filter(given, not_blinded, session__reviewers=user).values("trace_id")

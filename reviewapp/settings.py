@@ -80,10 +80,13 @@ INSTALLED_APPS = [
     "traces",
     "labeling",
     "axes",
+    "ninja",  # serves the API docs' Swagger UI from our own static files, not a CDN
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost but one: Django's own 404/405/500 under /api/ become the API's JSON error shape.
+    "reviewapp.api.ApiErrorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -313,6 +316,8 @@ AXES_VERBOSE = False
 TRACE_EXPLORER_ACCESS = "labeling.access.is_lead_anywhere"
 # Whose session copies a non-admin may open by trace id: those of the sessions they manage.
 TRACE_COPY_ACCESS = "labeling.access.managed_copy_experiments"
+# Which session copies a reviewer's API token may read: those of the items given to them.
+TRACE_REVIEWER_ACCESS = "labeling.access.reviewer_copy_traces"
 
 # The open review page renews its lease three times per lease, but never more often than every
 # REVIEW_HEARTBEAT_MIN_SECONDS nor less often than every REVIEW_HEARTBEAT_MAX_SECONDS.

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import include, path
 
+from reviewapp.api import api
 from traces import otlp_views, token_views
 from traces.access import can_explore_traces
 
@@ -25,6 +26,7 @@ urlpatterns = [
     path("traces/", include("traces.urls")),
     # OTLP/HTTP's standard path, as OpenTelemetry exporters and MLflow's server use it.
     path("v1/traces", otlp_views.export_traces, name="otlp_traces"),
+    path("api/", api.urls),
     path("", include("labeling.urls")),
     path("datasets/", include("evaluation.urls")),
 ]

@@ -56,7 +56,8 @@ from traces.tokens import create_api_token
 pytestmark = pytest.mark.django_db
 
 PEOPLE = ["admin", "lead", "reviewer", "anonymous"]
-SKIPPED_PREFIXES = ("/django-admin/", "/static/")
+# The JSON API is token-authenticated (the crawl logs in with cookies) and fuzzed in tests/api/.
+SKIPPED_PREFIXES = ("/django-admin/", "/static/", "/api/")
 LOGOUT = "/logout/"
 LOGIN = "/login/"
 LONG = "x" * 20_000

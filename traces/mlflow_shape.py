@@ -115,9 +115,8 @@ def experiment_id_of(trace: Trace) -> str:
     return experiment.mlflow_experiment_id or f"reviewapp-{experiment.pk}"
 
 
-def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
-    """``Trace.to_dict()`` of MLflow 3 for one stored trace (``trace.experiment`` should be loaded)."""
-    otel_id = otel_trace_id(trace.trace_id)
+def trace_info_dict(trace: Trace, assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
+    """``TraceInfo.to_dict()`` of MLflow 3 for one stored trace (``trace.experiment`` should be loaded)."""
     info: dict[str, Any] = {
         "trace_id": trace.trace_id,
         "trace_location": {
@@ -136,6 +135,13 @@ def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assess
         info["execution_duration_ms"] = trace.execution_duration_ms
     if trace.client_request_id:
         info["client_request_id"] = trace.client_request_id
+    return info
+
+
+def trace_dict(trace: Trace, spans: Iterable[Span], assessments: Iterable[Assessment] = ()) -> dict[str, Any]:
+    """``Trace.to_dict()`` of MLflow 3 for one stored trace (``trace.experiment`` should be loaded)."""
+    otel_id = otel_trace_id(trace.trace_id)
+    info = trace_info_dict(trace, assessments)
     # Root first: MLflow takes the first span without a parent as the root, and copy_trace_to_experiment
     # (mlflow.genai.evaluate cloning a trace) needs it before its children, even one that started earlier.
     ordered = sorted(spans, key=lambda s: (bool(s.parent_id), s.start_time_ns, s.span_id))
