@@ -274,13 +274,14 @@ def archive_traces(
     delete_after: bool,
     on_progress: Callable[[ArchiveResult], None] | None = None,
     now: datetime | None = None,
-    batch_size: int = BATCH_TRACES,
+    batch_size: int | None = None,
 ) -> ArchiveResult:
     """Append the experiment's traces requested before ``now - older_than`` (all, when None) to the table.
 
     ``on_progress`` is called after each batch (its commit, then its deletes, are done).
     """
     location = check_target(path)
+    batch_size = batch_size or BATCH_TRACES
     cutoff = (now or timezone.now()) - older_than if older_than is not None else None
     candidates = _candidates(experiment, cutoff)
     result = ArchiveResult(candidates=candidates.count())
