@@ -22,6 +22,7 @@ from .store import StoreResult, resolve_experiment, store_traces
 BATCH_ROWS = 500
 JSON_COLUMN = "trace_json"
 EXPERIMENT_COLUMN = "experiment"
+ID_COLUMN = "trace_id"  # names a bad row in errors
 
 
 def is_delta_table(path: Path) -> bool:
@@ -40,20 +41,22 @@ def iter_delta_batches(path: Path, batch_size: int = BATCH_ROWS) -> Iterator[lis
     names = set(dataset.schema.names)
     if JSON_COLUMN not in names:
         raise TraceFormatError(f"the Delta table has no {JSON_COLUMN} column: not an archive of traces")
-    columns = [JSON_COLUMN, *([EXPERIMENT_COLUMN] if EXPERIMENT_COLUMN in names else [])]
+    columns = [JSON_COLUMN, *(name for name in (EXPERIMENT_COLUMN, ID_COLUMN) if name in names)]
     row = 0
     for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
         documents = batch.column(JSON_COLUMN).to_pylist()
         experiments = batch.column(EXPERIMENT_COLUMN).to_pylist() if EXPERIMENT_COLUMN in names else []
+        trace_ids = batch.column(ID_COLUMN).to_pylist() if ID_COLUMN in names else []
         found: list[tuple[str, TraceRecord]] = []
         for index, text in enumerate(documents):
             row += 1
+            where = f"trace {trace_ids[index]}" if trace_ids and trace_ids[index] else f"row {row}"
             try:
                 records = parse_document(orjson.loads(text or ""))
             except orjson.JSONDecodeError as exc:
-                raise TraceFormatError(f"row {row}: {JSON_COLUMN} is not valid JSON ({exc})") from None
+                raise TraceFormatError(f"{where}: {JSON_COLUMN} is not valid JSON ({exc})") from None
             except TraceFormatError as exc:
-                raise TraceFormatError(f"row {row}: {exc}") from None
+                raise TraceFormatError(f"{where}: {exc}") from None
             name = (experiments[index] if experiments else "") or ""
             found.extend((name, record) for record in records)
         if found:

@@ -66,6 +66,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:  # committed batches are kept; a re-run skips them
             self.stderr.write("error: interrupted; run the same command again to archive the rest")
             raise SystemExit(130) from None
+        except Exception as exc:  # the table or the disk refused a write: committed batches are kept
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            self._fail(f"{type(exc).__name__}: {first}; batches committed before it are kept, a re-run goes on")
         finally:
             progress.close()
         self.stdout.write(result.summary(options["to"]))

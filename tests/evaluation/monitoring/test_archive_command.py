@@ -145,6 +145,22 @@ def test_a_terminal_gets_a_progress_bar(tmp_path: Path, monkeypatch) -> None:
     assert "trace" in stderr.getvalue() and "archived=1" in stderr.getvalue()
 
 
+def test_a_failing_write_is_one_line_and_keeps_the_database(tmp_path: Path, monkeypatch) -> None:
+    from evaluation.monitoring import archive
+
+    experiment = make_experiment("Bot")
+    aged(experiment, 40, 39)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(archive, "_commit", disk_full)
+    done = run_archive("--experiment", "Bot", "--to", tmp_path / "t", "--delete-after")
+    assert done.code == 1 and done.err.count("\n") == 1
+    assert done.err.startswith("error: OSError: [Errno 28] No space left on device;")
+    assert Trace.objects.count() == 2 and not (tmp_path / "t").exists()
+
+
 # Bad input: one line, exit 1, nothing written (no table, no change in the database).
 
 

@@ -1,4 +1,4 @@
-"""The "Archive traces" page: explorers see the setting and its last run, admins change it, bad input changes nothing."""
+"""The "Archive traces" page: explorers see the setting, admins change it; bad input changes nothing."""
 
 from __future__ import annotations
 
@@ -76,7 +76,9 @@ def test_blank_days_turn_archiving_off(client, admin_user, experiment, archive_r
     assert ArchivePolicy.objects.get().older_than_days is None
 
 
-def test_the_last_run_is_shown(client, admin_user, experiment, archive_root: Path, django_assert_max_num_queries) -> None:
+def test_the_last_run_is_shown(
+    client, admin_user, experiment, archive_root: Path, django_assert_max_num_queries
+) -> None:
     ArchivePolicy.objects.create(
         experiment=experiment,
         older_than_days=30,
