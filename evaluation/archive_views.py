@@ -11,19 +11,31 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
-from traces.models import Experiment, Trace
+from traces.models import Experiment, ExperimentKind, Trace
 
 from .archive_forms import ArchivePolicyForm, archive_root
-from .monitoring.access import can_change_monitoring, monitored_experiment
+from .monitoring.access import can_change_monitoring, can_see_monitoring, monitored_experiment
 from .monitoring.archive import DUE_EVERY, save_archive_policy
 from .monitoring.models import ArchivePolicy
 
 TEMPLATE = "evaluation/archive_settings.html"
+
+
+@login_required
+@require_GET
+def archive_list(request: HttpRequest) -> HttpResponse:
+    """Every experiment with its archive setting and last run (two queries)."""
+    if not can_see_monitoring(request.user):
+        raise Http404("No such page.")
+    policies = {policy.experiment_id: policy for policy in ArchivePolicy.objects.all()}
+    experiments = list(Experiment.objects.filter(kind=ExperimentKind.TRACES).order_by("name"))
+    rows = [(experiment, policies.get(experiment.pk)) for experiment in experiments]
+    return render(request, "evaluation/archive_list.html", {"rows": rows, "archive_root": archive_root()})
 
 
 def _context(

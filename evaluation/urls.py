@@ -41,5 +41,6 @@ urlpatterns = [
         dashboard_views.monitoring_send_failures,
         name="monitoring_send_failures",
     ),
+    path("monitoring/archive/", archive_views.archive_list, name="archive_list"),
     path("monitoring/<int:experiment_pk>/archive/", archive_views.archive_settings, name="archive_settings"),
 ]

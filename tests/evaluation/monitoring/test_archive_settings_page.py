@@ -174,3 +174,37 @@ def test_bad_input_is_refused(client, admin_user, experiment, archive_root: Path
     assert response.status_code == 400
     assert message in response.content.decode()
     assert not ArchivePolicy.objects.exists()
+
+
+def test_the_trace_list_of_one_experiment_links_to_it(client, admin_user, experiment) -> None:
+    client.force_login(admin_user)
+    page = client.get(reverse("traces:list"), {"experiment": experiment.pk}).content.decode()
+    assert f'href="{url(experiment)}"' in page
+    assert "Archive old traces" not in client.get(reverse("traces:list")).content.decode()
+
+
+def test_the_list_shows_every_experiment_and_its_setting(
+    client, admin_user, experiment, archive_root: Path, django_assert_max_num_queries
+) -> None:
+    other = make_experiment("Other bot")
+    ArchivePolicy.objects.create(
+        experiment=experiment,
+        older_than_days=30,
+        path=str(archive_root / "support"),
+        delete_after=True,
+        last_run_at=timezone.now(),
+        last_result={"status": "ok", "archived": 12},
+    )
+    Experiment.objects.create(name="Copies", kind="labeling")
+    client.force_login(admin_user)
+    with django_assert_max_num_queries(6):
+        page = client.get(reverse("evaluation:archive_list")).content.decode()
+    assert "older than 30 days, then deletes" in page and "12 archived" in page
+    assert f'href="{url(other)}"' in page and "Copies" not in page
+
+
+def test_the_list_is_for_explorers(client, reviewer, lead) -> None:
+    client.force_login(reviewer)
+    assert client.get(reverse("evaluation:archive_list")).status_code == 404
+    client.force_login(lead)
+    assert client.get(reverse("evaluation:archive_list")).status_code == 200
