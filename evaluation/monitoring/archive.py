@@ -288,23 +288,26 @@ def archive_traces(
     table = open_table(location)
     after_pk = 0
     while True:
-        batch = list(candidates.filter(pk__gt=after_pk).select_related("experiment").order_by("pk")[:batch_size])
+        batch = list(
+            candidates.filter(pk__gt=after_pk).order_by("pk").values_list("pk", "trace_id", "request_time")[:batch_size]
+        )
         if not batch:
             break
-        after_pk = batch[-1].pk
-        known = archived_trace_ids(table, [t.trace_id for t in batch], [request_date(t.request_time) for t in batch])
-        new = [trace for trace in batch if trace.trace_id not in known]
-        if new:
-            _commit(location, archive_rows(new, archived_at=timezone.now()), experiment=experiment)
-            result.archived += len(new)
+        after_pk = batch[-1][0]
+        known = archived_trace_ids(table, [row[1] for row in batch], [request_date(row[2]) for row in batch])
+        new = [pk for pk, trace_id, _ in batch if trace_id not in known]
+        # Whole rows only for the traces to write (a re-run after a crash skips most).
+        traces = list(Trace.objects.filter(pk__in=new).select_related("experiment").order_by("pk")) if new else []
+        if traces:
+            _commit(location, archive_rows(traces, archived_at=timezone.now()), experiment=experiment)
+            result.archived += len(traces)
             result.commits += 1
             table = open_table(location)  # the log as of this commit (a concurrent writer's commits too)
         result.skipped += len(batch) - len(new)
         if delete_after:  # every trace of the batch is in the table now
             with transaction.atomic():
-                result.deleted += (
-                    Trace.objects.filter(pk__in=[t.pk for t in batch]).delete()[1].get(Trace._meta.label, 0)
-                )
+                deleted = Trace.objects.filter(pk__in=[row[0] for row in batch]).delete()[1]
+                result.deleted += deleted.get(Trace._meta.label, 0)
         if on_progress is not None:
             on_progress(result)
     result.table_version = table.version() if table is not None else None
