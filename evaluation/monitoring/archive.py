@@ -10,7 +10,8 @@ job leaves the table at its last commit, and a parquet file written without a co
 the table). Before each commit the batch's trace ids are looked up in the table (on the batch's date
 partitions), so a trace already archived is skipped, not written twice; with ``delete_after`` a batch's
 traces leave the database only after its commit, so a crash in between leaves traces that the next run
-finds in the table, skips and deletes.
+finds in the table, skips and deletes. Every commit carries the Delta app transaction ``APP_ID``, so
+of two jobs that checked the same snapshot only one commits; the other checks its batch again.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -39,6 +40,8 @@ from traces.models import Assessment, Experiment, ExperimentKind, Span, Trace
 from .models import ArchivePolicy
 
 BATCH_TRACES = 1000
+APP_ID = "reviewapp.archive_traces"  # the Delta app transaction every archive commit carries
+COMMIT_TRIES = 5
 DUE_EVERY = timedelta(hours=1)  # a policy runs again this long after its last run
 DURATION = re.compile(r"(\d{1,6})([dhm])")
 DURATION_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -254,16 +257,55 @@ def _candidates(experiment: Experiment, cutoff: datetime | None) -> Any:
     return traces.filter(request_time__lt=cutoff) if cutoff is not None else traces
 
 
-def _commit(location: str, rows: pa.Table, *, experiment: Experiment) -> None:
-    """One atomic Delta commit appending ``rows``; the commit info names what wrote it."""
-    info = {"reviewapp.archive": _json({"experiment": experiment.name, "traces": rows.num_rows})}
-    write_deltalake(
-        location,
-        rows,
-        mode="append",
-        partition_by=PARTITION_BY,
-        commit_properties=CommitProperties(custom_metadata=info),
+class TableChanged(Exception):
+    """Another archive job committed to the table since this one read it: check the batch again."""
+
+
+def _commit(location: str, table: DeltaTable | None, rows: pa.Table, *, experiment: Experiment) -> None:
+    """One atomic Delta commit appending ``rows`` to the table as ``table`` (None: no table yet) saw it.
+
+    Every archive commit carries a Delta app transaction (``APP_ID``), so two jobs that checked the same
+    snapshot cannot both commit: delta-rs refuses the second one (``TableChanged``), which checks again.
+    """
+    seen = (table.transaction_version(APP_ID) or 0) if table is not None else 0
+    properties = CommitProperties(
+        custom_metadata={"reviewapp.archive": _json({"experiment": experiment.name, "traces": rows.num_rows})},
+        app_transactions=[Transaction(APP_ID, seen + 1)],
     )
+    try:
+        write_deltalake(
+            table if table is not None else location,
+            rows,
+            mode="append" if table is not None else "error",  # "error": a table made meanwhile is a change
+            partition_by=PARTITION_BY,
+            commit_properties=properties,
+        )
+    except CommitFailedError as exc:
+        raise TableChanged(str(exc)) from exc
+    except DeltaError as exc:
+        if table is None and open_table(location) is not None:
+            raise TableChanged(str(exc)) from exc
+        raise
+
+
+def _append_new(
+    location: str, table: DeltaTable | None, batch: list[tuple[int, str, datetime]], *, experiment: Experiment
+) -> tuple[DeltaTable | None, int]:
+    """Append the batch's traces that the table does not hold yet; the table after, and how many were written."""
+    for _ in range(COMMIT_TRIES):
+        known = archived_trace_ids(table, [row[1] for row in batch], [request_date(row[2]) for row in batch])
+        new = [pk for pk, trace_id, _ in batch if trace_id not in known]
+        # Whole rows only for the traces to write (a re-run after a crash skips most).
+        traces = list(Trace.objects.filter(pk__in=new).select_related("experiment").order_by("pk")) if new else []
+        if not traces:
+            return table, 0
+        try:
+            _commit(location, table, archive_rows(traces, archived_at=timezone.now()), experiment=experiment)
+        except TableChanged:
+            table = open_table(location)
+            continue
+        return open_table(location), len(traces)
+    raise ArchiveError("other archive jobs kept committing to this table; run again when they are done")
 
 
 def archive_traces(
@@ -294,16 +336,10 @@ def archive_traces(
         if not batch:
             break
         after_pk = batch[-1][0]
-        known = archived_trace_ids(table, [row[1] for row in batch], [request_date(row[2]) for row in batch])
-        new = [pk for pk, trace_id, _ in batch if trace_id not in known]
-        # Whole rows only for the traces to write (a re-run after a crash skips most).
-        traces = list(Trace.objects.filter(pk__in=new).select_related("experiment").order_by("pk")) if new else []
-        if traces:
-            _commit(location, archive_rows(traces, archived_at=timezone.now()), experiment=experiment)
-            result.archived += len(traces)
-            result.commits += 1
-            table = open_table(location)  # the log as of this commit (a concurrent writer's commits too)
-        result.skipped += len(batch) - len(new)
+        table, written = _append_new(location, table, batch, experiment=experiment)
+        result.archived += written
+        result.commits += bool(written)
+        result.skipped += len(batch) - written
         if delete_after:  # every trace of the batch is in the table now
             with transaction.atomic():
                 deleted = Trace.objects.filter(pk__in=[row[0] for row in batch]).delete()[1]

@@ -211,6 +211,48 @@ def test_a_crash_between_commit_and_delete_duplicates_nothing(tmp_path: Path, mo
     assert not Trace.objects.exists()
 
 
+@pytest.mark.parametrize("table_exists", [False, True])
+def test_another_job_committing_the_same_traces_meanwhile_is_noticed(
+    tmp_path: Path, monkeypatch, table_exists: bool
+) -> None:
+    """Job A checks the table, job B archives the same traces, then A commits: Delta refuses A's commit (both
+    carry the archive's app transaction), A checks again and skips them. Each trace is in the table once."""
+    experiment = make_experiment()
+    path = tmp_path / "t"
+    if table_exists:
+        traces_on(experiment, 9)
+        run(experiment, path)
+    traces_on(experiment, 3, 2, 1)
+    real_check, interfered = archive.archived_trace_ids, []
+
+    def check_then_other_job(*args: Any, **kwargs: Any) -> set[str]:
+        found = real_check(*args, **kwargs)
+        if not interfered:
+            interfered.append(1)
+            other = run(experiment, path)  # job B, between A's check and A's commit
+            assert other.archived == 3
+        return found
+
+    monkeypatch.setattr(archive, "archived_trace_ids", check_then_other_job)
+    result = run(experiment, path)
+    assert (result.archived, result.skipped) == (0, 3 + table_exists)
+    ids = table_ids(path)
+    assert len(ids) == len(set(ids)) == 3 + table_exists
+
+
+def test_a_table_that_keeps_changing_gives_up_with_a_message(tmp_path: Path, monkeypatch) -> None:
+    experiment = make_experiment()
+    traces_on(experiment, 1)
+
+    def always_changed(*args: Any, **kwargs: Any) -> None:
+        raise archive.TableChanged("Concurrent transaction failed.")
+
+    monkeypatch.setattr(archive, "_commit", always_changed)
+    with pytest.raises(ArchiveError, match="other archive jobs kept committing"):
+        run(experiment, tmp_path / "t", delete_after=True)
+    assert Trace.objects.count() == 1
+
+
 def test_a_parquet_file_left_without_a_commit_is_not_in_the_table(tmp_path: Path) -> None:
     """A writer killed after writing its data file but before its commit leaves an orphan file: readers through
     the Delta log ignore it, and the next run archives those traces (once)."""
