@@ -65,6 +65,14 @@ def test_archive_prints_one_summary_line(tmp_path: Path) -> None:
     assert len(table_ids(path)) == 2
 
 
+def test_an_empty_directory_becomes_the_table(tmp_path: Path) -> None:
+    aged(make_experiment("Bot"), 3)
+    (tmp_path / "empty").mkdir()
+    done = run_archive("--experiment", "Bot", "--to", tmp_path / "empty")
+    assert done.code == 0 and done.out.startswith("archived 1 traces")
+    assert len(table_ids(tmp_path / "empty")) == 1
+
+
 def test_the_table_reads_back_with_import_traces(tmp_path: Path) -> None:
     experiment = make_experiment("Bot")
     traces = aged(experiment, 10, 9)
