@@ -103,6 +103,12 @@ def test_round_trip_with_delete_after(tmp_path: Path) -> None:
         "date=2026-10-31",
     ]
 
+    from mlflow.entities import Trace as MlflowTrace
+
+    mlflow_trace = MlflowTrace.from_json(row["trace_json"])  # MLflow's own reader takes the column as it is
+    assert len(mlflow_trace.data.spans) == 3 and len(mlflow_trace.info.assessments) == 2
+    assert mlflow_trace.info.tags["env"] == "prod"
+
     stored = import_delta_table(path)
     assert (stored.created, stored.updated) == (3, 0)
     assert snapshot(Experiment.objects.get(name="Support bot")) == before
