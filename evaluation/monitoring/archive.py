@@ -353,16 +353,6 @@ def archive_traces(
 # The per-experiment setting, run by the workers' schedule.
 
 
-@dataclass(slots=True)
-class ScheduledArchive:
-    """What one due policy's run did: its result, or the error that stopped it."""
-
-    policy_id: int
-    experiment: str
-    result: ArchiveResult | None = None
-    error: str = ""
-
-
 def save_archive_policy(
     *, experiment: Experiment, older_than_days: int | None, path: str, delete_after: bool, user: Any
 ) -> ArchivePolicy:
@@ -401,30 +391,33 @@ def _claim_due_policy(now: datetime) -> ArchivePolicy | None:
     return policy
 
 
-def _run_policy(policy: ArchivePolicy, now: datetime) -> ScheduledArchive:
+def _run_policy(policy: ArchivePolicy, now: datetime) -> dict[str, Any]:
+    """Archive one claimed policy's traces; what happened, as stored in its ``last_result``."""
     experiment = Experiment.objects.get(pk=policy.experiment_id)
-    run = ScheduledArchive(policy_id=policy.pk, experiment=experiment.name)
     try:
-        run.result = archive_traces(
+        result = archive_traces(
             experiment=experiment,
             path=policy.path,
             older_than=timedelta(days=policy.older_than_days or 0),
             delete_after=policy.delete_after,
             now=now,
         )
-        outcome: dict[str, Any] = {"status": "ok", **run.result.as_dict()}
+        outcome: dict[str, Any] = {"status": "ok", **result.as_dict()}
     except Exception as exc:  # one broken policy (a full disk, a moved path) must not stop the others
-        run.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        outcome = {"status": "failed", "error": run.error}
+        outcome = {"status": "failed", "error": (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}
     outcome["finished_at"] = timezone.now().isoformat()
     ArchivePolicy.objects.filter(pk=policy.pk).update(last_result=outcome)
-    return run
+    return {"experiment": experiment.name, "policy": policy.pk, **outcome}
 
 
-def archive_due_experiments(now: datetime | None = None) -> list[ScheduledArchive]:
-    """Run every policy that is due (never run, or last run ``DUE_EVERY`` ago); safe from several workers."""
+def archive_due_experiments(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Run every policy that is due (never run, or last run ``DUE_EVERY`` ago); safe from several workers.
+
+    The worker schedule's periodic job (``evaluation.monitoring.schedule``): what it returns is JSON, one
+    ``{"experiment", "policy", "status": "ok" | "failed", counts or "error", "finished_at"}`` per policy run.
+    """
     now = now or timezone.now()
-    runs: list[ScheduledArchive] = []
+    runs: list[dict[str, Any]] = []
     while (policy := _claim_due_policy(now)) is not None:
         runs.append(_run_policy(policy, now))
     return runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -349,13 +350,14 @@ def test_due_policies_run_and_record_their_result(tmp_path: Path) -> None:
     policy_for(recent, tmp_path / "recent", last_run_at=NOW - timedelta(minutes=30))
     policy_for(off, tmp_path / "off", days=None)
     runs = archive_due_experiments(now=NOW)
-    assert [(r.experiment, r.result.archived, r.result.deleted) for r in runs] == [("Due", 1, 1)]
+    assert [(r["experiment"], r["status"], r["archived"], r["deleted"]) for r in runs] == [("Due", "ok", 1, 1)]
+    assert json.loads(json.dumps(runs)) == runs  # the periodic job's task result is stored as JSON
     policy = ArchivePolicy.objects.get(experiment=due)
     assert policy.last_run_at == NOW
     assert policy.last_result["status"] == "ok" and policy.last_result["archived"] == 1
     assert not (tmp_path / "recent").exists() and not (tmp_path / "off").exists()
     assert archive_due_experiments(now=NOW + timedelta(minutes=29)) == []
-    assert [r.experiment for r in archive_due_experiments(now=NOW + timedelta(hours=2))] == ["Due", "Recent"]
+    assert [r["experiment"] for r in archive_due_experiments(now=NOW + timedelta(hours=2))] == ["Due", "Recent"]
 
 
 def test_a_failing_policy_is_recorded_and_the_others_still_run(tmp_path: Path) -> None:
@@ -367,7 +369,7 @@ def test_a_failing_policy_is_recorded_and_the_others_still_run(tmp_path: Path) -
     policy_for(broken, blocker)
     policy_for(fine, tmp_path / "fine")
     runs = archive_due_experiments(now=NOW)
-    assert [(r.experiment, bool(r.error)) for r in runs] == [("Broken", True), ("Fine", False)]
+    assert [(r["experiment"], r["status"]) for r in runs] == [("Broken", "failed"), ("Fine", "ok")]
     assert ArchivePolicy.objects.get(experiment=broken).last_result["status"] == "failed"
     assert "is a file" in ArchivePolicy.objects.get(experiment=broken).last_result["error"]
     assert Trace.objects.filter(experiment=broken).count() == 1
@@ -407,7 +409,7 @@ def test_two_workers_at_once_archive_each_trace_once(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join(60)
-    names = sorted(r.experiment for runs in results for r in runs)
+    names = sorted(r["experiment"] for runs in results for r in runs)
     assert names == ["E0", "E1", "E2", "E3"]
     for index in range(4):
         assert len(table_ids(tmp_path / f"t{index}")) == 3
