@@ -208,3 +208,9 @@ def test_the_list_is_for_explorers(client, reviewer, lead) -> None:
     assert client.get(reverse("evaluation:archive_list")).status_code == 404
     client.force_login(lead)
     assert client.get(reverse("evaluation:archive_list")).status_code == 200
+
+
+def test_the_monitoring_dashboard_links_to_it(client, admin_user, experiment) -> None:
+    client.force_login(admin_user)
+    page = client.get(reverse("evaluation:monitoring", args=[experiment.pk])).content.decode()
+    assert f'href="{url(experiment)}"' in page
