@@ -413,3 +413,18 @@ def test_two_workers_at_once_archive_each_trace_once(tmp_path: Path) -> None:
     assert names == ["E0", "E1", "E2", "E3"]
     for index in range(4):
         assert len(table_ids(tmp_path / f"t{index}")) == 3
+
+
+def test_the_workers_schedule_runs_the_settings_as_a_task(tmp_path: Path) -> None:
+    """The periodic job of evaluation.monitoring.schedule, enqueued as the workers enqueue it."""
+    from evaluation.monitoring.schedule import JOBS
+    from evaluation.tasks import run_periodic_job
+
+    (job,) = [job for job in JOBS if job.function.endswith(".archive_due_experiments")]
+    experiment = make_experiment("Due")
+    traces_on(experiment, 400)  # old enough against the real clock
+    policy_for(experiment, tmp_path / "t")
+    outcome = run_periodic_job.enqueue(name=job.name, function=job.function)
+    assert outcome.return_value["result"][0]["experiment"] == "Due"
+    assert outcome.return_value["result"][0]["archived"] == 1
+    assert len(table_ids(tmp_path / "t")) == 1
