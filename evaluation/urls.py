@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
+from . import archive_views, comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
 from .monitoring import dashboard_views
 
 app_name = "evaluation"
@@ -41,4 +41,6 @@ urlpatterns = [
         dashboard_views.monitoring_send_failures,
         name="monitoring_send_failures",
     ),
+    path("monitoring/archive/", archive_views.archive_list, name="archive_list"),
+    path("monitoring/<int:experiment_pk>/archive/", archive_views.archive_settings, name="archive_settings"),
 ]

@@ -195,6 +195,10 @@ AFTER_TRACE_IMPORT = os.environ.get("AFTER_TRACE_IMPORT", "evaluation.mlflow_run
 # monitoring queues the sampled traces of each active registered scorer.
 ON_TRACES_COMPLETED = env_list("ON_TRACES_COMPLETED", "evaluation.monitoring.sampling.queue_completed_traces")
 
+# The archive setting's Delta tables (page "Archive traces"): a path given there is inside this directory.
+# ``manage.py archive_traces --to PATH`` writes wherever it is told.
+ARCHIVE_ROOT = Path(os.environ.get("ARCHIVE_ROOT") or BASE_DIR / "var" / "archive")
+
 # Scorers: Python modules whose mlflow.genai @scorer functions and Scorer instances evaluation runs can use.
 SCORER_MODULES = env_list("SCORER_MODULES", "evaluation.example_scorers")
 # One scorer call on one trace may take this long before it is recorded as a timeout error.

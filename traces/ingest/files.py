@@ -13,6 +13,7 @@ from django.db import DatabaseError, transaction
 
 from traces.models import Experiment
 
+from .delta_table import is_delta_table
 from .mlflow_json import parse_document
 from .records import TraceFormatError, TraceRecord
 from .store import StoreResult, store_traces
@@ -22,12 +23,26 @@ BATCH_TRACES = 500  # traces parsed and stored at a time (JSON Lines hold this m
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, and every ``.json``/``.jsonl`` file below each directory, in a stable order."""
+    """Files as given, and every ``.json``/``.jsonl`` file below each directory, in a stable order.
+
+    A Delta table (a directory with a ``_delta_log``, as ``archive_traces`` writes) is one source,
+    given or found below a directory: its log's JSON files are not traces.
+    """
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TRACE_FILE_SUFFIXES))
+        if is_delta_table(path):
+            found.append(path)
+        elif path.is_dir():
+            tables = sorted(log.parent for log in path.rglob("_delta_log") if log.is_dir())
+            files = (
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in TRACE_FILE_SUFFIXES
+                and not any(p.is_relative_to(table) for table in tables)
+            )
+            found.extend(sorted([*files, *tables]))
         else:
             found.append(path)
     return found

@@ -1,5 +1,8 @@
 """``python manage.py import_traces PATH… [--experiment NAME]``: load MLflow trace files.
 
+A directory holding a ``_delta_log`` is a Delta table of archived traces (``archive_traces``), read
+by :mod:`traces.ingest.delta_table`.
+
 ``import_traces --from-mlflow URL --experiment-id ID [--filter …] [--since DATE]``: import from a
 running MLflow tracking server instead (see :mod:`traces.ingest.mlflow_server`).
 """
@@ -15,7 +18,15 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils.module_loading import import_string
 from tqdm import tqdm
 
-from traces.ingest import StoreResult, TraceFormatError, expand_paths, import_trace_file, resolve_experiment
+from traces.ingest import (
+    StoreResult,
+    TraceFormatError,
+    expand_paths,
+    import_delta_table,
+    import_trace_file,
+    is_delta_table,
+    resolve_experiment,
+)
 from traces.ingest.mlflow_server import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -30,7 +41,8 @@ from traces.ingest.server_import import MlflowImportResult, combined_filter, imp
 class Command(BaseCommand):
     help = (
         "Import MLflow traces: Trace.to_json() files (v3 and v2), REST get/search responses, "
-        "OTLP/JSON export requests, JSON lists, JSONL, and directories of these. "
+        "OTLP/JSON export requests, JSON lists, JSONL, Delta tables written by archive_traces (back into "
+        "the experiment each row names), and directories of these. "
         "Re-importing a trace updates it; bad files are reported and skipped. "
         "With --from-mlflow, import from a running MLflow tracking server instead."
     )
@@ -64,7 +76,7 @@ class Command(BaseCommand):
             "--experiment",
             metavar="NAME",
             help="put every trace in this experiment (created if needed); "
-            "default: one experiment per MLflow experiment id",
+            "default: one experiment per MLflow experiment id (for a Delta table: the experiment each row names)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -80,9 +92,8 @@ class Command(BaseCommand):
         progress = tqdm(files, unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
         for path in progress:
             try:
-                stored = import_trace_file(
-                    path, experiment=experiment, on_batch=partial(_show_progress, progress, total, failed)
-                )
+                read = import_delta_table if is_delta_table(path) else import_trace_file
+                stored = read(path, experiment=experiment, on_batch=partial(_show_progress, progress, total, failed))
             except TraceFormatError as exc:  # the whole file was rolled back
                 failed += 1
                 self._error(progress, f"error: {path}: {exc}")
