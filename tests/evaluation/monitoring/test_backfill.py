@@ -502,3 +502,57 @@ def test_scorer_specs(spec, parsed):
 def test_bad_scorer_specs(spec):
     with pytest.raises(BackfillError):
         parse_scorer_spec(spec)
+
+
+# ---------------------------------------------------------------- a cancel racing a worker (PostgreSQL row locks)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_while_a_worker_holds_a_batch_neither_waits_nor_loses_the_batch():
+    import threading
+
+    from django.db import connection, connections
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks (SKIP LOCKED) are PostgreSQL's")
+    production = make_experiment("Production")
+    history(production, 6)
+    length_scorer(production)
+    job = start_backfill(experiment=production, scorers=[("length", None)], enqueue=False)
+    BackfillJob.objects.filter(pk=job.pk).update(status=BackfillStatus.RUNNING, started_at=timezone.now())
+    assert plan_backfill(job)
+    claimed, go, failures = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        scorer = BatchScorer()
+        real_score = scorer.score
+
+        def score_when_told(batch: Any) -> Any:
+            claimed.set()  # its two rows are locked (FOR UPDATE) until it commits
+            go.wait(timeout=20)
+            return real_score(batch)
+
+        scorer.score = score_when_told  # type: ignore[method-assign]
+        try:
+            score_next_batch(scorer, limit=2)
+        except Exception as error:  # reported to the test thread
+            failures.append(error)
+        finally:
+            scorer.close()
+            connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert claimed.wait(timeout=20)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # waiting on the worker's rows would fail here
+        assert cancel_backfill(job=job)
+        assert MonitoringWork.objects.filter(backfill=job).count() == 2  # the held rows stay with their worker
+    finally:
+        go.set()
+        thread.join(timeout=30)
+    assert not failures
+    job.refresh_from_db()
+    assert job.status == BackfillStatus.CANCELLED and job.progress_done == 2  # the batch was kept and counted
+    assert not MonitoringWork.objects.exists() and MonitoringResult.objects.filter(backfill=job).count() == 2
