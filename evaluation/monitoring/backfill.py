@@ -84,7 +84,7 @@ def _chosen(experiment: Experiment, scorers: Sequence[tuple[str, float | None]])
         except RegistrationError as error:
             raise BackfillError(f"{name}: {error}") from None
         if rate <= 0:
-            raise BackfillError(f"scorer {name!r} samples nothing (rate 0): give a rate for this job ({name}:RATE)")
+            raise BackfillError(f"scorer {name!r} samples nothing (rate 0): give it a rate for this job")
         version = registration.versions.get(version=registration.version)
         chosen.append(
             {

@@ -72,10 +72,16 @@ def backfill_start(request: HttpRequest, experiment_pk: int) -> HttpResponse:
     try:
         job = start_backfill(experiment=experiment, by=request.user, **form.backfill_arguments())
     except BackfillError as error:
-        form.add_error(None, str(error))
+        form.add_error(None, _sentence(error))
         return _start_page(request, experiment, form, status=400)
     messages.success(request, f"Backfill {job.job_id[:8]} queued.")
     return redirect(job)
+
+
+def _sentence(error: Exception) -> str:
+    """A service's one-line message as a sentence on a page."""
+    text = str(error)
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _detail_context(request: HttpRequest, job: BackfillJob) -> dict[str, Any]:
@@ -134,6 +140,6 @@ def backfill_resume(request: HttpRequest, job_id: str) -> HttpResponse:
     try:
         resume_backfill(job=job)
     except BackfillError as error:
-        return _detail_page(request, job, status=400, page_error=f"{str(error)[0].upper()}{str(error)[1:]}.")
+        return _detail_page(request, job, status=400, page_error=_sentence(error))
     messages.success(request, "Backfill resumed: traces already scored are skipped.")
     return redirect(job)

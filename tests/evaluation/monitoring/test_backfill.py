@@ -452,7 +452,7 @@ def test_rate_and_eta_follow_the_ledger_of_the_current_stretch(production, djang
         ([("length", -0.1)], "the sample rate must be from 0 to 1"),
         ([("length", float("nan"))], "the sample rate must be a number from 0 to 1"),
         ([("length", 0.0)], "samples nothing (rate 0)"),
-        ([("idle", None)], "scorer 'idle' samples nothing (rate 0): give a rate for this job (idle:RATE)"),
+        ([("idle", None)], "scorer 'idle' samples nothing (rate 0): give it a rate for this job"),
         ([("length", None), ("nope", 0.5)], "has no scorer registered as 'nope'"),
     ],
 )

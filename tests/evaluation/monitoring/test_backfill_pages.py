@@ -17,11 +17,12 @@ from django.utils import timezone
 from evaluation.monitoring.backfill import plan_backfill, start_backfill
 from evaluation.monitoring.models import BackfillJob, BackfillStatus, MonitoringWork
 from evaluation.monitoring.registrations import register_scorer
+from evaluation.monitoring.sampling import is_sampled
 from evaluation.monitoring.scoring import BatchScorer, score_next_batch
 from labeling import services as labeling_services
 from labeling.models import LabelSchema
 from tests.factories import make_experiment, make_trace
-from traces.models import Experiment, ExperimentKind
+from traces.models import Experiment, ExperimentKind, Trace
 
 pytestmark = pytest.mark.django_db
 DAY = datetime(2026, 11, 1, tzinfo=UTC)
@@ -109,7 +110,9 @@ def test_starting_a_backfill_redirects_to_its_page_at_once(
     assert (job.start_time, job.end_time) == (DAY, DAY + timedelta(hours=2))  # read as UTC
     assert job.created_by == admin_user
     job.refresh_from_db()
-    assert job.status == BackfillStatus.FINISHED and job.progress_done == job.progress_total > 3
+    in_range = Trace.objects.filter(experiment=production, request_time__lte=DAY + timedelta(hours=2))
+    docs = [t for t in in_range if is_sampled(t.trace_id, "docs", 0.5)]
+    assert job.status == BackfillStatus.FINISHED and job.progress_done == job.progress_total == 3 + len(docs)
     page = client.get(response["Location"]).content.decode()
     assert "Backfill" in page and "queued." in page  # the message on arrival
 
@@ -130,7 +133,7 @@ def _registration_pk(experiment: Experiment, name: str) -> int:
         ({"rate_length": "half"}, "The rate for length must be a number from 0 to 1."),
         ({"rate_length": "nan"}, "The rate for length must be a number from 0 to 1."),
         ({"rate_length": "0"}, "samples nothing (rate 0)"),
-        ({"scorers": ["docs"]}, "scorer &#x27;docs&#x27; samples nothing (rate 0): give a rate for this job"),
+        ({"scorers": ["docs"]}, "Scorer &#x27;docs&#x27; samples nothing (rate 0): give it a rate for this job"),
         ({"start": ""}, "Give the range&#x27;s start."),
         ({"start": "yesterday"}, "Enter a date and time, e.g. 2026-11-01T00:00."),
         ({"end": "2026-13-01T00:00"}, "Enter a date and time"),
