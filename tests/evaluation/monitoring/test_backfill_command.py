@@ -196,3 +196,60 @@ def test_an_ambiguous_job_prefix_is_refused(traces):
         BackfillJob.objects.create(job_id=job_id, experiment=experiment, status=BackfillStatus.RUNNING)
     assert fails("--cancel", "abcdef") == "error: 'abcdef' names more than one backfill job: give more of its id"
     assert set(BackfillJob.objects.values_list("status", flat=True)) == {BackfillStatus.RUNNING}
+
+
+SEED = """
+import django, json
+django.setup()
+from datetime import UTC, datetime, timedelta
+from evaluation.monitoring.registrations import register_scorer
+from tests.factories import make_experiment, make_trace
+exp = make_experiment("Worker")
+for i in range(5):
+    make_trace(experiment=exp, request_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=i), answer="x" * (i + 1))
+register_scorer(experiment=exp, name="length", scorer_name="response_length", sample_rate=1.0)
+print(json.dumps({"ok": True}))
+"""
+
+READ = """
+import django, json
+django.setup()
+from evaluation.monitoring.models import BackfillJob, MonitoringResult
+from traces.models import Assessment
+job = BackfillJob.objects.get()
+print(json.dumps({"job_id": job.job_id, "status": job.status, "done": job.progress_done, "total": job.progress_total,
+                  "results": MonitoringResult.objects.count(),
+                  "feedback": Assessment.objects.filter(name="length").count()}))
+"""
+
+
+def test_a_queued_backfill_is_run_by_a_db_worker(tmp_path: Any) -> None:
+    """End to end: the command queues the job's task in django-tasks-db; a real ``db_worker`` runs it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "reviewapp.settings",
+        "TASKS_BACKEND": "django_tasks_db.DatabaseBackend",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    manage = [sys.executable, "manage.py"]
+    run(*manage, "migrate", "-v0")
+    run(sys.executable, "-c", SEED)
+    queued = run(*manage, "backfill_scorers", "--experiment", "Worker", "--scorer", "length")
+    job_id = queued.stdout.strip()
+    assert len(job_id) == 32
+    run(*manage, "db_worker", "--batch", "--no-startup-delay")
+    state = json.loads(run(sys.executable, "-c", READ).stdout.strip().splitlines()[-1])
+    assert state == {"job_id": job_id, "status": "finished", "done": 5, "total": 5, "results": 5, "feedback": 5}
