@@ -205,8 +205,9 @@ from datetime import UTC, datetime, timedelta
 from evaluation.monitoring.registrations import register_scorer
 from tests.factories import make_experiment, make_trace
 exp = make_experiment("Worker")
+day = datetime(2026, 11, 1, tzinfo=UTC)
 for i in range(5):
-    make_trace(experiment=exp, request_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=i), answer="x" * (i + 1))
+    make_trace(experiment=exp, request_time=day + timedelta(hours=i), answer="x" * (i + 1))
 register_scorer(experiment=exp, name="length", scorer_name="response_length", sample_rate=1.0)
 print(json.dumps({"ok": True}))
 """
