@@ -25,7 +25,6 @@ from traces.models import Trace
 from .access import can_cancel, can_see_runs, can_start_runs, is_active, sessions_to_add_to, visible_runs
 from .exporters import jsonl_line
 from .models import EvaluationRun, RunStatus
-from .monitoring.backfill_views import monitored_experiments
 from .parquet import write_parquet
 from .run_forms import AddToSessionForm, StartRunForm
 from .run_results import assessment_names, means, metric_cards, result_rows, run_rows, traces_to_add
@@ -64,7 +63,6 @@ def run_list(request: HttpRequest) -> HttpResponse:
         "runs": [(run, means(run.metrics)) for run in page.object_list],
         "can_start": can_start_runs(request.user),
         "can_compare": visible_runs(request.user).filter(status=RunStatus.FINISHED)[:2].count() == 2,
-        "backfill_experiments": monitored_experiments(),
     }
     template = "evaluation/run_list.html#runs" if request.htmx else "evaluation/run_list.html"
     return render(request, template, context)

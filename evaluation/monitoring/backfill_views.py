@@ -27,13 +27,6 @@ JOBS_LISTED = 20
 POLL_SECONDS = 2
 
 
-def monitored_experiments(limit: int = 10) -> list[Experiment]:
-    """Experiments with registered scorers (the way in to their backfills from the runs list)."""
-    registered = RegisteredScorer.objects.live().values("experiment_id")
-    experiments = Experiment.objects.filter(pk__in=registered, kind=ExperimentKind.TRACES).only("pk", "name")
-    return list(experiments.order_by("name")[:limit])
-
-
 def _get_job(request: HttpRequest, job_id: str) -> BackfillJob:
     """The job when the user may watch monitoring, else 404."""
     if not can_see_monitoring(request.user):

@@ -6,8 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('evaluation', '0006_monitoring'),
-        ('traces', '0005_search_numbers_serial'),
+        ('evaluation', '0009_monitoring_rollups'),
     ]
 
     operations = [
