@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import archive_views, comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
-from .monitoring import dashboard_views
+from .monitoring import backfill_views, dashboard_views
 
 app_name = "evaluation"
 
@@ -43,4 +43,8 @@ urlpatterns = [
     ),
     path("monitoring/archive/", archive_views.archive_list, name="archive_list"),
     path("monitoring/<int:experiment_pk>/archive/", archive_views.archive_settings, name="archive_settings"),
+    path("monitoring/<int:experiment_pk>/backfill/", backfill_views.backfill_start, name="backfill_start"),
+    path("monitoring/backfills/<str:job_id>/", backfill_views.backfill_detail, name="backfill_detail"),
+    path("monitoring/backfills/<str:job_id>/cancel/", backfill_views.backfill_cancel, name="backfill_cancel"),
+    path("monitoring/backfills/<str:job_id>/resume/", backfill_views.backfill_resume, name="backfill_resume"),
 ]

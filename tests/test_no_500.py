@@ -164,6 +164,16 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     save_custom_judge(definition=scale_definition(), changed_by=admin_user)
     # Monitoring: an experiment with a registered scorer and a failure today (dashboard, send failures).
     seed_monitoring(admin_user)
+    # Monitoring: a registered scorer with a running backfill (polled, Cancel) and a cancelled one (Resume).
+    from evaluation.monitoring.backfill import start_backfill
+    from evaluation.monitoring.models import BackfillJob, BackfillStatus
+    from evaluation.monitoring.registrations import register_scorer
+
+    watched = traces[0].experiment
+    register_scorer(experiment=watched, name="length", scorer_name="response_length", sample_rate=1.0)
+    for status in (BackfillStatus.RUNNING, BackfillStatus.CANCELLED):
+        job = start_backfill(experiment=watched, scorers=[("length", None)], by=admin_user, enqueue=False)
+        BackfillJob.objects.filter(pk=job.pk).update(status=status)
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})

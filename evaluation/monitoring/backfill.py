@@ -3,24 +3,31 @@
 ``start_backfill`` checks everything first and returns the queued job at once. Its task plans the
 work (``plan_backfill``: the sampled, filter-matching, completed traces of the range, in trace-pk
 chunks, skipping traces already scored by the same registration version) into the monitoring queue
-at backfill priority, then scores it with the live scorers' machinery (``scoring``). Progress is
-counted from the ledger and the queue, so it is right after a crash, a cancel or two workers.
-Cancel drops the job's queued work; resume plans again from the start, and what was scored is skipped.
+at backfill priority, then scores it with the live scorers' machinery (``scoring``) until the job
+ends. Progress is counted from the ledger and the queue, so it is right after a crash, a cancel or
+two workers. Cancel drops the job's queued work; resume plans again from the start, and what was
+scored is skipped.
+
+Locks are taken in one order, queue rows then the job row (a worker holds its claimed rows when it
+counts progress; a planner inserts its chunk before it locks the job), and cancelling skips the rows
+a worker holds: so planners, workers and a cancel never wait on each other in a circle.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
-from django.db.models import Count
+from django.db import connection, transaction
+from django.db.models import Count, F, QuerySet
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from traces.models import Experiment, Trace, TraceState
+from traces.models import Experiment, ExperimentKind, Trace, TraceState
 
 from .models import BackfillJob, BackfillStatus, MonitoringResult, MonitoringWork, RegisteredScorer
 from .registrations import RegistrationError, check_rate
@@ -28,19 +35,35 @@ from .sampling import sampled_traces
 
 PLAN_CHUNK = 5000
 BACKFILL_PRIORITY = 1
+RATE_WINDOW = timedelta(seconds=60)
+ENDED = (BackfillStatus.FINISHED, BackfillStatus.CANCELLED, BackfillStatus.FAILED)
+RESUMABLE = (BackfillStatus.CANCELLED, BackfillStatus.FAILED, BackfillStatus.RUNNING)
 logger = logging.getLogger(__name__)
 
 
 class BackfillError(ValueError):
-    """The backfill cannot start; one line for a page or the command line."""
+    """The backfill cannot start (or be resumed); one line for a page or the command line."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a job stands, as a progress bar needs it."""
+
+    status: str
+    done: int
+    total: int
+    planned: bool
+
+
+ProgressCallback = Callable[[Progress], object]
 
 
 def parse_scorer_spec(spec: str) -> tuple[str, float | None]:
     """``NAME`` or ``NAME:RATE`` (the command line's form)."""
-    name, _, rate = spec.partition(":")
+    name, colon, rate = spec.partition(":")
     if not name.strip():
         raise BackfillError(f"bad scorer {spec!r}: give NAME or NAME:RATE")
-    if not rate:
+    if not colon:
         return name.strip(), None
     try:
         return name.strip(), float(rate)
@@ -61,15 +84,17 @@ def _chosen(experiment: Experiment, scorers: Sequence[tuple[str, float | None]])
         except RegistrationError as error:
             raise BackfillError(f"{name}: {error}") from None
         if rate <= 0:
-            raise BackfillError(f"scorer {name!r} samples nothing (rate 0): give a rate for this job ({name}:RATE)")
+            raise BackfillError(f"scorer {name!r} samples nothing (rate 0): give it a rate for this job")
         version = registration.versions.get(version=registration.version)
         chosen.append(
             {
                 "registration": registration.pk,
                 "name": registration.name,
+                "scorer_name": registration.scorer_name,
                 "version_pk": version.pk,
                 "version": version.version,
                 "sample_rate": rate,
+                "rate_overridden": override is not None,
                 "filter_string": registration.filter_string,
             }
         )
@@ -85,7 +110,9 @@ def start_backfill(
     by: AbstractBaseUser | None = None,
     enqueue: bool = True,
 ) -> BackfillJob:
-    """A queued backfill job (and its task, with ``enqueue``). Raises ``BackfillError``."""
+    """A queued backfill job (and its task, with ``enqueue``). Raises ``BackfillError`` before writing anything."""
+    if experiment.kind != ExperimentKind.TRACES:
+        raise BackfillError(f"experiment {experiment.name!r} holds a labeling session's copies, not live traffic")
     for moment in (start, end):
         if moment is not None and timezone.is_naive(moment):
             raise BackfillError("give times with a time zone (e.g. 2026-11-01T00:00:00Z)")
@@ -112,7 +139,7 @@ def _enqueue(job: BackfillJob) -> None:
     transaction.on_commit(lambda: run_backfill.enqueue(job_pk=job.pk))
 
 
-def _range(job: BackfillJob):
+def _range(job: BackfillJob) -> QuerySet[Trace]:
     traces = Trace.objects.filter(experiment_id=job.experiment_id).exclude(state=TraceState.IN_PROGRESS)
     if job.start_time is not None:
         traces = traces.filter(request_time__gte=job.start_time)
@@ -122,6 +149,9 @@ def _range(job: BackfillJob):
 
 
 def _plan_chunk(job: BackfillJob, chunk: list[tuple[int, str]]) -> int:
+    """Queue the chunk's sampled traces for each scorer, but not those its version already scored."""
+    if not chunk:
+        return 0
     pks = [pk for pk, _ in chunk]
     versions = [scorer["version_pk"] for scorer in job.scorers]
     scored = set(
@@ -142,35 +172,62 @@ def _plan_chunk(job: BackfillJob, chunk: list[tuple[int, str]]) -> int:
         for pk in sorted(sampled_traces(scorer["name"], scorer["sample_rate"], scorer["filter_string"], chunk))
         if (pk, scorer["version_pk"]) not in scored
     ]
+    # Work already queued for the same trace × version (live, or another job's) is left to whoever queued it.
     MonitoringWork.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
     return len(rows)
 
 
-def _is_cancelled(job: BackfillJob) -> bool:
-    return BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.CANCELLED).exists()
+def _plan_next_chunk(job: BackfillJob, traces: QuerySet[Trace]) -> bool | None:
+    """Plan one chunk after the job's ``planned_through``: True when all is planned, False when it was cancelled
+    (or is gone), None when there is more to plan.
+
+    The chunk's rows are inserted before the job row is locked (the lock order of the module docstring);
+    if meanwhile the job was cancelled, or resumed (``planned_through`` moved), the chunk is rolled back.
+    """
+    with transaction.atomic():
+        state = BackfillJob.objects.filter(pk=job.pk).values_list("status", "planned", "planned_through").first()
+        if state is None:
+            return False
+        status, planned, through = state
+        if status == BackfillStatus.CANCELLED:
+            return False
+        if planned:
+            return True
+        chunk = list(traces.filter(pk__gt=through).order_by("pk").values_list("pk", "trace_id")[:PLAN_CHUNK])
+        _plan_chunk(job, chunk)
+        locked = BackfillJob.objects.select_for_update().filter(pk=job.pk).values_list("status", "planned_through")
+        now_state = locked.first()
+        if now_state is None or now_state[0] == BackfillStatus.CANCELLED:
+            transaction.set_rollback(True)
+            return False
+        if now_state[1] != through:
+            transaction.set_rollback(True)  # another planner (or a resume) moved on: read again
+            return None
+        job.planned_through = chunk[-1][0] if chunk else through
+        job.planned = len(chunk) < PLAN_CHUNK
+        BackfillJob.objects.filter(pk=job.pk).update(planned_through=job.planned_through, planned=job.planned)
+        count_progress([job.pk])
+    return True if job.planned else None
 
 
-def plan_backfill(job: BackfillJob) -> bool:
+def plan_backfill(job: BackfillJob, *, on_progress: ProgressCallback | None = None) -> bool:
     """Queue the job's work chunk by chunk (resuming after ``planned_through``); False when it was cancelled."""
     traces = _range(job)
-    while not job.planned:
-        if _is_cancelled(job):
-            return False
-        chunk = list(
-            traces.filter(pk__gt=job.planned_through).order_by("pk").values_list("pk", "trace_id")[:PLAN_CHUNK]
-        )
-        with transaction.atomic():
-            _plan_chunk(job, chunk)
-            job.planned_through = chunk[-1][0] if chunk else job.planned_through
-            job.planned = len(chunk) < PLAN_CHUNK
-            BackfillJob.objects.filter(pk=job.pk).update(planned_through=job.planned_through, planned=job.planned)
-            count_progress([job.pk])
-    return True
+    while True:
+        outcome = _plan_next_chunk(job, traces)
+        if outcome is not None:
+            return outcome
+        if on_progress is not None:
+            _report(job, on_progress)
 
 
 def count_progress(job_pks: Iterable[int]) -> None:
-    """Recount done (its ledger rows) and total (done + still queued); finish jobs fully planned with none queued."""
-    pks = list(job_pks)
+    """Recount done (its ledger rows) and total (done + still queued); finish jobs fully planned with none queued.
+
+    Each write is a conditional UPDATE, so a count racing with a cancel never undoes it (a cancelled job's
+    ``done`` still follows the ledger: a batch a worker was scoring when it was cancelled is kept).
+    """
+    pks = sorted(set(job_pks))  # one order for the row locks of every worker
     done = dict(
         MonitoringResult.objects.filter(backfill_id__in=pks)
         .values("backfill_id")
@@ -183,38 +240,86 @@ def count_progress(job_pks: Iterable[int]) -> None:
         .annotate(n=Count("id"))
         .values_list("backfill_id", "n")
     )
-    for job in BackfillJob.objects.filter(pk__in=pks).exclude(status=BackfillStatus.CANCELLED):
-        job.progress_done = done.get(job.pk, 0)
-        job.progress_total = job.progress_done + queued.get(job.pk, 0)
-        fields = ["progress_done", "progress_total"]
-        if job.planned and not queued.get(job.pk) and job.status != BackfillStatus.FINISHED:
-            job.status, job.finished_at = BackfillStatus.FINISHED, timezone.now()
-            fields += ["status", "finished_at"]
-        job.save(update_fields=fields)
+    for pk in pks:
+        n_done, n_queued = done.get(pk, 0), queued.get(pk, 0)
+        jobs = BackfillJob.objects.filter(pk=pk)
+        counted = jobs.exclude(status=BackfillStatus.CANCELLED).update(
+            progress_done=n_done, progress_total=n_done + n_queued
+        )
+        if not counted:
+            jobs.update(progress_done=n_done, progress_total=Greatest(F("progress_total"), n_done))
+        elif not n_queued:
+            jobs.filter(planned=True, status__in=[BackfillStatus.QUEUED, BackfillStatus.RUNNING]).update(
+                status=BackfillStatus.FINISHED, finished_at=timezone.now()
+            )
 
 
-def execute_backfill(job_pk: int) -> BackfillJob | None:
-    """The task: plan the job's work, then score the queue until the job's work is done."""
-    from .scoring import drain_queue
+def progress_of(job_pk: int) -> Progress | None:
+    found = BackfillJob.objects.filter(pk=job_pk).values_list("status", "progress_done", "progress_total", "planned")
+    row = found.first()
+    return Progress(*row) if row is not None else None
 
-    job = BackfillJob.objects.filter(pk=job_pk).first()
-    if job is None or job.status in (BackfillStatus.FINISHED, BackfillStatus.CANCELLED):
-        return job
-    BackfillJob.objects.filter(pk=job.pk).update(
-        status=BackfillStatus.RUNNING, started_at=job.started_at or timezone.now(), error=""
-    )
-    job.status = BackfillStatus.RUNNING
+
+def _report(job: BackfillJob, on_progress: ProgressCallback) -> None:
+    progress = progress_of(job.pk)
+    if progress is not None:
+        on_progress(progress)
+
+
+def _score_until_ended(job: BackfillJob, on_progress: ProgressCallback | None) -> None:
+    """Score queued work (the job's and whatever comes before it) until the job ends or nothing is claimable."""
+    from .scoring import BatchScorer, score_next_batch
+
+    scorer = BatchScorer()
     try:
-        if plan_backfill(job):
-            drain_queue()
-            count_progress([job.pk])
+        while True:
+            progress = progress_of(job.pk)
+            if progress is None or progress.status in ENDED:
+                break
+            if not score_next_batch(scorer):
+                break
+            if on_progress is not None:
+                _report(job, on_progress)
+    finally:
+        scorer.close()
+    count_progress([job.pk])
+
+
+def execute_backfill(job_pk: int, *, on_progress: ProgressCallback | None = None) -> BackfillJob | None:
+    """The task: plan the job's work, then score the queue until the job's work is done.
+
+    Running it again (a retried task, a second worker, ``backfill_scorers --wait``) adds nothing twice.
+    """
+    job = BackfillJob.objects.filter(pk=job_pk).first()
+    if job is None:
+        return None
+    startable = BackfillJob.objects.filter(pk=job.pk).exclude(
+        status__in=[BackfillStatus.FINISHED, BackfillStatus.CANCELLED]
+    )
+    started_at = Coalesce(F("started_at"), timezone.now())
+    if not startable.update(status=BackfillStatus.RUNNING, started_at=started_at, error=""):
+        return job  # it had ended (or was cancelled before its task started)
+    job.refresh_from_db()
+    try:
+        if plan_backfill(job, on_progress=on_progress):
+            _score_until_ended(job, on_progress)
     except Exception as error:  # our side failed (scorers give error Feedback): say so on the job
         logger.exception("backfill %s failed", job.job_id)
-        BackfillJob.objects.filter(pk=job.pk).exclude(status=BackfillStatus.CANCELLED).update(
+        BackfillJob.objects.filter(pk=job.pk, status=BackfillStatus.RUNNING).update(
             status=BackfillStatus.FAILED, finished_at=timezone.now(), error=f"{type(error).__name__}: {error}"[:2000]
         )
     job.refresh_from_db()
+    if on_progress is not None:
+        _report(job, on_progress)
     return job
+
+
+def _drop_queued_work(job: BackfillJob) -> None:
+    """Delete the job's queued rows, but not those a worker is scoring now (its batch commits as usual)."""
+    work = MonitoringWork.objects.filter(backfill=job)
+    if connection.features.has_select_for_update_skip_locked:
+        work = MonitoringWork.objects.filter(pk__in=work.select_for_update(skip_locked=True).values("pk"))
+    work.delete()
 
 
 def cancel_backfill(*, job: BackfillJob) -> bool:
@@ -224,19 +329,30 @@ def cancel_backfill(*, job: BackfillJob) -> bool:
             pk=job.pk, status__in=[BackfillStatus.QUEUED, BackfillStatus.RUNNING]
         ).update(status=BackfillStatus.CANCELLED, finished_at=timezone.now())
         if changed:
-            MonitoringWork.objects.filter(backfill=job).delete()
+            _drop_queued_work(job)
+            done = MonitoringResult.objects.filter(backfill=job).count()  # the total stays: "cancelled at 2 of 5"
+            BackfillJob.objects.filter(pk=job.pk).update(
+                progress_done=done, progress_total=Greatest("progress_total", done)
+            )
     job.refresh_from_db()
     return bool(changed)
 
 
 def resume_backfill(*, job: BackfillJob, enqueue: bool = True) -> BackfillJob:
-    """Go on with a cancelled, failed or interrupted job: plan again from the start (scored traces are skipped)."""
-    if job.status == BackfillStatus.FINISHED:
-        raise BackfillError(f"backfill {job.job_id} has finished")
+    """Go on with a cancelled, failed or interrupted (running, its worker gone) job: plan again from the start
+    (what was scored is skipped). Raises ``BackfillError`` for a finished or queued job."""
     with transaction.atomic():
-        BackfillJob.objects.filter(pk=job.pk).update(
-            status=BackfillStatus.QUEUED, planned=False, planned_through=0, finished_at=None, error=""
+        changed = BackfillJob.objects.filter(pk=job.pk, status__in=RESUMABLE).update(
+            status=BackfillStatus.QUEUED,
+            planned=False,
+            planned_through=0,
+            started_at=None,
+            finished_at=None,
+            error="",
         )
+        if not changed:
+            job.refresh_from_db()
+            raise BackfillError(f"backfill {job.job_id} is {job.get_status_display().lower()}: nothing to resume")
         if enqueue:
             _enqueue(job)
     job.refresh_from_db()
@@ -244,11 +360,22 @@ def resume_backfill(*, job: BackfillJob, enqueue: bool = True) -> BackfillJob:
 
 
 def rate_and_eta(job: BackfillJob, *, now: datetime | None = None) -> tuple[float | None, float | None]:
-    """Traces scored per second since it started, and the seconds left at that rate (None while unknown)."""
-    if job.started_at is None or not job.progress_done:
+    """Verdicts written per second and the seconds left at that rate (None while unknown).
+
+    The rate is the job's ledger rows over the last minute of its current stretch (since it started or
+    was resumed; for an ended job, the whole stretch), so a pause or a resume does not skew it.
+    """
+    if job.started_at is None:
         return None, None
-    end = job.finished_at or now or timezone.now()
-    elapsed = max((end - job.started_at).total_seconds(), 1e-3)
-    rate = job.progress_done / elapsed
+    ended = job.status in ENDED and job.finished_at is not None
+    end = job.finished_at if ended else (now or timezone.now())
+    begin = job.started_at if ended else max(job.started_at, end - RATE_WINDOW)
+    seconds = (end - begin).total_seconds()
+    if seconds <= 0:
+        return None, None
+    scored = MonitoringResult.objects.filter(backfill_id=job.pk, scored_at__gte=begin, scored_at__lte=end).count()
+    if not scored:
+        return None, None
+    rate = scored / seconds
     left = max(job.progress_total - job.progress_done, 0)
-    return rate, (left / rate if job.planned else None)
+    return rate, (left / rate if job.planned and not ended else None)

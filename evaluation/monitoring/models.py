@@ -209,6 +209,8 @@ class MonitoringResult(models.Model):
         indexes = [
             models.Index(fields=["registration", "request_time"], name="monitoring_result_time_idx"),
             models.Index(fields=["registration", "verdict", "-request_time"], name="monitoring_result_fail_idx"),
+            # a backfill's progress and its rate over the last minute, polled while it runs
+            models.Index(fields=["backfill", "scored_at"], name="monitoring_result_backfill_idx"),
         ]
 
     def __str__(self) -> str:
