@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
-from .monitoring import dashboard_views
+from .monitoring import dashboard_views, registration_views
 
 app_name = "evaluation"
 
@@ -40,5 +40,35 @@ urlpatterns = [
         "monitoring/<int:experiment_pk>/send-failures/",
         dashboard_views.monitoring_send_failures,
         name="monitoring_send_failures",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/",
+        registration_views.monitoring_scorers,
+        name="monitoring_scorers",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/",
+        registration_views.monitoring_scorer,
+        name="monitoring_scorer",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/start/",
+        registration_views.monitoring_scorer_start,
+        name="monitoring_scorer_start",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/update/",
+        registration_views.monitoring_scorer_update,
+        name="monitoring_scorer_update",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/stop/",
+        registration_views.monitoring_scorer_stop,
+        name="monitoring_scorer_stop",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/delete/",
+        registration_views.monitoring_scorer_delete,
+        name="monitoring_scorer_delete",
     ),
 ]
