@@ -159,6 +159,18 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     from tests.evaluation.judges.custom_fixtures import scale_definition
 
     save_custom_judge(definition=scale_definition(), changed_by=admin_user)
+    # Registered scorers watching the traces' experiment: one active with a filter, one stopped.
+    from evaluation.monitoring.registrations import register_scorer, stop_scorer
+
+    watched = traces[0].experiment
+    register_scorer(
+        experiment=watched, name="length", scorer_name="response_length", sample_rate=0.5, filter_string="status = 'OK'"
+    )
+    stop_scorer(
+        registration=register_scorer(
+            experiment=watched, name="docs", scorer_name="has_retrieved_documents", sample_rate=1.0, by=admin_user
+        )
+    )
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})

@@ -323,6 +323,14 @@ def test_an_unknown_registration_or_one_of_another_experiment_is_404(admin: Clie
     assert admin.get(list_url(copies)).status_code == 404
 
 
+def test_the_scorer_catalogue_page_links_each_experiment_s_registered_scorers(
+    admin: Client, experiment: Experiment
+) -> None:
+    Experiment.objects.create(name="Copies", kind=ExperimentKind.LABELING)
+    html = admin.get(reverse("evaluation:scorer_list")).content.decode()
+    assert f'href="{list_url(experiment)}">Production</a>' in html and ">Copies</a>" not in html
+
+
 # ---------------------------------------------------------------- who may see and change
 
 
