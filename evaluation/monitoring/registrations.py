@@ -219,10 +219,6 @@ def update_scorer(
         raise RegistrationError("give a new sample rate or filter string")
     rate = registration.sample_rate if sample_rate is None else check_rate(sample_rate)
     text = registration.filter_string if filter_string is None else check_filter(filter_string)
-    if rate == registration.sample_rate and text == registration.filter_string:
-        raise RegistrationError(
-            f"scorer {registration.name!r} already samples at {rate:g} with this filter: nothing to change"
-        )
     status = registration.status
     if sample_rate is not None:
         if rate > 0:

@@ -251,10 +251,14 @@ def test_stop_on_the_registration_page(admin: Client, experiment: Experiment) ->
     assert registration.status == "stopped"
 
 
-def test_an_update_that_changes_nothing_is_a_form_error(admin: Client, experiment: Experiment) -> None:
+def test_an_update_with_the_same_values_is_a_new_version_of_the_current_definition(
+    admin: Client, experiment: Experiment
+) -> None:
     registration = register(experiment, sample_rate=0.5)
-    html = refused(admin, url("update", registration), {"sample_rate": "50", "filter_string": ""})
-    assert "nothing to change" in html and "Change the rate or filter" in html
+    response = admin.post(url("update", registration), {"sample_rate": "50", "filter_string": ""})
+    assert response.status_code == 302
+    registration.refresh_from_db()
+    assert registration.version == 2 and registration.versions.get(version=2).scorer_digest.startswith("sha256:")
 
 
 def test_a_bad_filter_on_update_and_start_changes_nothing(admin: Client, experiment: Experiment) -> None:
