@@ -136,7 +136,8 @@ def monitoring_send_failures(request: HttpRequest, experiment_pk: int) -> HttpRe
     registration = None
     scorer = (request.POST.get("scorer") or "").strip()
     if scorer:
-        registration = RegisteredScorer.objects.filter(experiment=experiment, pk=scorer if scorer.isdigit() else -1)
+        pk = int(scorer) if scorer.isdigit() and len(scorer) < 19 else -1  # beyond a bigint (or int()'s digits): none
+        registration = RegisteredScorer.objects.filter(experiment=experiment, pk=pk)
         registration = registration.first()
         if registration is None:
             return refused(f"This experiment has no registered scorer “{scorer[:40]}”.")
