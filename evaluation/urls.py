@@ -1,7 +1,7 @@
 from django.urls import path
 
 from . import archive_views, comparison_views, custom_judge_views, judge_agreement_views, judge_views, run_views, views
-from .monitoring import backfill_views, dashboard_views
+from .monitoring import backfill_views, dashboard_views, registration_views
 
 app_name = "evaluation"
 
@@ -47,4 +47,34 @@ urlpatterns = [
     path("monitoring/backfills/<str:job_id>/", backfill_views.backfill_detail, name="backfill_detail"),
     path("monitoring/backfills/<str:job_id>/cancel/", backfill_views.backfill_cancel, name="backfill_cancel"),
     path("monitoring/backfills/<str:job_id>/resume/", backfill_views.backfill_resume, name="backfill_resume"),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/",
+        registration_views.monitoring_scorers,
+        name="monitoring_scorers",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/",
+        registration_views.monitoring_scorer,
+        name="monitoring_scorer",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/start/",
+        registration_views.monitoring_scorer_start,
+        name="monitoring_scorer_start",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/update/",
+        registration_views.monitoring_scorer_update,
+        name="monitoring_scorer_update",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/stop/",
+        registration_views.monitoring_scorer_stop,
+        name="monitoring_scorer_stop",
+    ),
+    path(
+        "monitoring/<int:experiment_pk>/scorers/<int:pk>/delete/",
+        registration_views.monitoring_scorer_delete,
+        name="monitoring_scorer_delete",
+    ),
 ]

@@ -29,6 +29,7 @@ from labeling.access import is_lead_anywhere
 from labeling.models import LabelingSession
 from labeling.views.access import admin_required, deny
 from traces.access import can_explore_traces, visible_traces
+from traces.models import Experiment, ExperimentKind
 from traces.search import TraceFilterForm, TraceListForm
 
 from . import services
@@ -49,6 +50,7 @@ from .trace_export import TraceSelection, trace_rows
 
 RECORDS_PER_PAGE = 50
 DATASET_NAMES_OFFERED = 200
+EXPERIMENTS_SHOWN = 50  # on the scorers page: where each can watch production traffic
 FILTER_LABELS = [
     ("filter_string", "Search"),
     ("experiment", "Experiment"),
@@ -277,5 +279,6 @@ def scorer_list(request: HttpRequest) -> HttpResponse:
         "scorers": sorted(catalogue.scorers.values(), key=lambda s: (s.module, s.name)),
         "errors": catalogue.errors,
         "modules": settings.SCORER_MODULES,
+        "experiments": list(Experiment.objects.filter(kind=ExperimentKind.TRACES).order_by("name")[:EXPERIMENTS_SHOWN]),
     }
     return render(request, "evaluation/scorer_list.html", context)

@@ -170,10 +170,20 @@ def world(admin_user: User, reviewer: User, import_sample: Any) -> World:
     from evaluation.monitoring.registrations import register_scorer
 
     watched = traces[0].experiment
-    register_scorer(experiment=watched, name="length", scorer_name="response_length", sample_rate=1.0)
+    register_scorer(
+        experiment=watched, name="length", scorer_name="response_length", sample_rate=0.5, filter_string="status = 'OK'"
+    )
     for status in (BackfillStatus.RUNNING, BackfillStatus.CANCELLED):
         job = start_backfill(experiment=watched, scorers=[("length", None)], by=admin_user, enqueue=False)
         BackfillJob.objects.filter(pk=job.pk).update(status=status)
+    # Registered scorers watching the traces' experiment: one active with a filter (above), one stopped.
+    from evaluation.monitoring.registrations import stop_scorer
+
+    stop_scorer(
+        registration=register_scorer(
+            experiment=watched, name="docs", scorer_name="has_retrieved_documents", sample_rate=1.0, by=admin_user
+        )
+    )
     for person in (admin_user, reviewer, lead):
         create_api_token(user=person, name=f"{person.username}'s script")
     return World(people={"admin": admin_user, "lead": lead, "reviewer": reviewer, "anonymous": None})

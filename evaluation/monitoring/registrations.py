@@ -144,6 +144,20 @@ def register_scorer(
     return registration
 
 
+def _digest_for_change(registration: RegisteredScorer, status: str) -> str:
+    """The scorer's digest now; a change that samples nothing (a stop, an update to rate 0) still works
+    when the scorer can no longer run (its module gone, a judge's endpoint unset), keeping the last digest."""
+    if status == RegistrationStatus.DELETED:
+        return ""
+    try:
+        return scorer_digest(registration.scorer_name)
+    except RegistrationError:
+        if status == RegistrationStatus.ACTIVE:
+            raise
+        last = registration.versions.filter(version=registration.version).values_list("scorer_digest", flat=True)
+        return last.first() or ""
+
+
 def _change(
     registration: RegisteredScorer,
     action: str,
@@ -154,7 +168,7 @@ def _change(
     filter_string: str,
 ) -> RegisteredScorer:
     """Apply one change as a new version (locking the experiment, re-reading the registration)."""
-    digest = scorer_digest(registration.scorer_name) if status != RegistrationStatus.DELETED else ""
+    digest = _digest_for_change(registration, status)
     with transaction.atomic():
         _lock_experiment(registration.experiment)
         current = RegisteredScorer.objects.select_for_update().get(pk=registration.pk)

@@ -28,7 +28,7 @@ from ..outcomes import Verdict as Outcome
 from ..outcomes import verdict as outcome_of
 from ..scorers.catalogue import Catalogue, ScorerError, ScorerInfo, load_catalogue
 from ..scorers.runner import SOURCE_RUN_KEY, FeedbackResult, ScoringItem, assessment_rows, build_items, score_items
-from .models import MonitoringResult, MonitoringWork, RegisteredScorerVersion, Verdict
+from .models import BackfillJob, MonitoringResult, MonitoringWork, RegisteredScorerVersion, Verdict
 from .rollups import add_to_rollups
 
 REGISTRATION_KEY = MONITORING_REGISTRATION_KEY
@@ -99,12 +99,12 @@ def _combined(results: list[FeedbackResult]) -> tuple[str, float | None]:
     return Verdict.OTHER, None
 
 
-def _metadata(result: FeedbackResult, version: RegisteredScorerVersion, backfill_pk: int | None) -> dict[str, Any]:
+def _metadata(result: FeedbackResult, version: RegisteredScorerVersion, backfill_job: str | None) -> dict[str, Any]:
     found = {k: v for k, v in result.metadata.items() if k != SOURCE_RUN_KEY}
     found[REGISTRATION_KEY] = version.registration.name
     found[REGISTRATION_VERSION_KEY] = str(version.version)
-    if backfill_pk is not None:
-        found[BACKFILL_KEY] = str(backfill_pk)
+    if backfill_job is not None:
+        found[BACKFILL_KEY] = backfill_job  # the job id its page and backfill_scorers show
     return found
 
 
@@ -171,6 +171,8 @@ class BatchScorer:
         request_times = dict(Trace.objects.filter(pk__in=list(items[0])).values_list("pk", "request_time"))
         assessments: list[Assessment] = []
         ledger: list[MonitoringResult] = []
+        backfills = {c.backfill_pk for c in claimed if c.backfill_pk is not None}
+        jobs = dict(BackfillJob.objects.filter(pk__in=backfills).values_list("pk", "job_id")) if backfills else {}
         for version_pk, rows in by_version.items():
             version, info = versions[version_pk], infos[version_pk]
             takes_trace = isinstance(info, ScorerInfo) and info.takes_trace
@@ -186,7 +188,7 @@ class BatchScorer:
             for c in rows:
                 found = _renamed(results.get(c.trace_pk, []), info if isinstance(info, ScorerInfo) else None,
                                  version.registration.name)  # fmt: skip
-                found = [replace(r, metadata=_metadata(r, version, c.backfill_pk)) for r in found]
+                found = [replace(r, metadata=_metadata(r, version, jobs.get(c.backfill_pk))) for r in found]
                 results[c.trace_pk] = found
                 verdict, value = _combined(found)
                 ledger.append(

@@ -85,7 +85,7 @@ def test_a_backfill_scores_every_completed_trace_of_the_range_once(production, d
     assert scored() == {t.pk: 1 for t in traces}
     feedback = Assessment.objects.get(trace=traces[2], name="length")
     assert feedback.value == 3
-    assert feedback.metadata[BACKFILL_KEY] == str(job.pk)
+    assert feedback.metadata[BACKFILL_KEY] == job.job_id
     assert feedback.metadata[REGISTRATION_VERSION_KEY] == str(registration.version)
     assert set(MonitoringResult.objects.values_list("backfill_id", flat=True)) == {job.pk}
     assert not MonitoringWork.objects.exists()
