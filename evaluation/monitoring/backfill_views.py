@@ -5,6 +5,7 @@ Explorers see them (``can_see_monitoring``), admins change (403 for other explor
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -32,6 +33,8 @@ def _get_job(request: HttpRequest, job_id: str) -> BackfillJob:
     if not can_see_monitoring(request.user):
         raise Http404("No such backfill.")
     jobs = BackfillJob.objects.select_related("experiment", "created_by")
+    if not re.fullmatch(r"[0-9a-f]{32}", job_id):  # job ids are 32 hex digits; anything else (NUL too) is none
+        raise Http404("no such backfill")
     return get_object_or_404(jobs, job_id=job_id, experiment__kind=ExperimentKind.TRACES)
 
 
