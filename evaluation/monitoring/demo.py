@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from traces.demo import APP_VERSIONS
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, Span, Trace
 
 from ..example_scorers import LATENCY_THRESHOLD_MS
@@ -32,6 +33,7 @@ DEMO_MONITORING_EXPERIMENT = "Demo: production traffic"
 DEMO_MONITORS = [("fast_enough", "latency_under_threshold", 1.0), ("answer_length", "response_length", 0.5)]
 DEMO_DAYS = 7
 TRACES_PER_HOUR = 4
+PRODUCTION_VERSION = APP_VERSIONS[-1]  # the version serving production traffic
 QUESTIONS = [
     ("Is physiotherapy after knee surgery covered?", "Yes: up to 20 sessions a year with a referral, 20% co-pay."),
     ("How do I add my newborn to my plan?", "Add them within 30 days of birth in the member portal."),
@@ -98,7 +100,13 @@ def _new_traces(experiment: Experiment, slots: list[tuple[str, datetime]], now: 
                 request_preview=f'{{"question": "{question}"}}',
                 response_preview=f'"{answer}"',
                 span_count=1,
-                tags={"mlflow.traceName": "support_rag", "environment": "production"},
+                model_id=PRODUCTION_VERSION.model_id,
+                trace_metadata={"mlflow.modelId": PRODUCTION_VERSION.model_id},
+                tags={
+                    "mlflow.traceName": "support_rag",
+                    "environment": "production",
+                    "app_version": PRODUCTION_VERSION.version,
+                },
             )
         )
     Trace.objects.bulk_create(traces, batch_size=500, ignore_conflicts=True)
