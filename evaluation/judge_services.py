@@ -6,12 +6,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from traces.references import acting_user
+
 from .judges.custom import Definition, Example, check
 from .models import CustomJudge, CustomJudgeVersion
-
-
-def _user(user: AbstractBaseUser | None) -> AbstractBaseUser | None:
-    return user if user is not None and user.is_authenticated else None
 
 
 def save_custom_judge(
@@ -21,7 +19,7 @@ def save_custom_judge(
     check(definition, pk=judge.pk if judge is not None else None)
     with transaction.atomic():
         if judge is None:
-            created = CustomJudge(**definition.fields(), created_by=_user(changed_by))
+            created = CustomJudge(**definition.fields(), created_by=acting_user(changed_by))
             created.save()
             return created
         previous = CustomJudge.objects.select_for_update().get(pk=judge.pk)
@@ -29,7 +27,7 @@ def save_custom_judge(
         if previous.snapshot() == fields:
             return previous
         CustomJudgeVersion.objects.create(
-            judge=previous, version=previous.version, snapshot=previous.snapshot(), changed_by=_user(changed_by)
+            judge=previous, version=previous.version, snapshot=previous.snapshot(), changed_by=acting_user(changed_by)
         )
         for name, value in fields.items():
             setattr(previous, name, value)

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from labeling.models import LabelingSession, ReviewItem
 from traces.models import Assessment, AssessmentKind, AssessmentSource, Experiment, ExperimentKind, Trace
+from traces.references import acting_user
 
 from .judges.cost import JudgeUsage
 from .judges.cost import summarize as summarize_judges
@@ -223,7 +224,7 @@ def start_evaluation_run(
             app_version=version,
             progress_total=total,
             judge_usage=JudgeUsage().as_json() if judges else {},
-            started_by=started_by if started_by is not None and started_by.is_authenticated else None,
+            started_by=acting_user(started_by),
             **source,
         )
         EvaluationRunTrace.objects.bulk_create(

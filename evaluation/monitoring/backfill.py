@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from traces.models import Experiment, ExperimentKind, Trace, TraceState
+from traces.references import acting_user
 
 from .models import BackfillJob, BackfillStatus, MonitoringResult, MonitoringWork, RegisteredScorer
 from .registrations import RegistrationError, check_rate
@@ -126,7 +127,7 @@ def start_backfill(
             scorers=chosen,
             start_time=start,
             end_time=end,
-            created_by=by if by is not None and by.is_authenticated else None,
+            created_by=acting_user(by),
         )
         if enqueue:
             _enqueue(job)

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from labeling.views.access import deny
 from traces.models import Experiment, ExperimentKind
+from traces.references import pk_from_text
 
 from ..access import can_start_runs, sessions_to_add_to
 from ..run_forms import AddToSessionForm
@@ -86,8 +87,8 @@ def _dashboard_page(
 
 
 def _pk(text: str) -> int:
-    """A primary key from user text; -1 (matches nothing) for anything else, digits too long included."""
-    return int(text) if text.isdigit() and len(text) <= 18 else -1
+    """A primary key from user text; -1 (matches nothing) for anything else."""
+    return pk_from_text(text) or -1
 
 
 @login_required

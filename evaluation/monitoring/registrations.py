@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from traces.models import Experiment, ExperimentKind
+from traces.references import acting_user
 
 from .models import (
     MAX_ACTIVE_PER_EXPERIMENT,
@@ -32,10 +33,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 class RegistrationError(ValueError):
     """The change cannot be made; the message says why in one line."""
-
-
-def _user(by: AbstractBaseUser | None) -> AbstractBaseUser | None:
-    return by if by is not None and by.is_authenticated else None
 
 
 def check_rate(sample_rate: float) -> float:
@@ -97,7 +94,7 @@ def _record(
         scorer_digest=digest,
         sample_rate=registration.sample_rate,
         filter_string=registration.filter_string,
-        changed_by=_user(by),
+        changed_by=acting_user(by),
         created_at=registration.updated_at,
     )
 
@@ -136,7 +133,7 @@ def register_scorer(
             sample_rate=rate,
             filter_string=text,
             status=RegistrationStatus.ACTIVE if rate > 0 else RegistrationStatus.REGISTERED,
-            created_by=_user(by),
+            created_by=acting_user(by),
             created_at=now,
             updated_at=now,
         )

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from traces.models import Trace
 from traces.pagination import estimate_count
+from traces.references import pk_from_text
 from traces.search import TraceFilterForm
 
 from .. import services
@@ -203,9 +204,9 @@ def session_assign(request: HttpRequest, pk: int) -> HttpResponse:
 def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
     """Give the checked items to one reviewer."""
     session = get_session_for_manager(request, pk)
-    reviewer_pk = _positive_int(request.POST.get("reviewer", ""))
+    reviewer_pk = pk_from_text(request.POST.get("reviewer", ""))
     reviewer = session.reviewers.filter(pk=reviewer_pk).first() if reviewer_pk else None
-    item_ids = [_positive_int(value) for value in request.POST.getlist("items")]
+    item_ids = [pk_from_text(value) for value in request.POST.getlist("items")]
     if reviewer is None or not item_ids or None in item_ids:
         messages.error(request, "Pick a reviewer of this session and at least one item.")
         return redirect(session.get_absolute_url())
@@ -216,14 +217,6 @@ def session_assign_by_hand(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Gave {count} item{'s' if count != 1 else ''} to {reviewer.username}.")
     return redirect(session.get_absolute_url())
-
-
-def _positive_int(raw: str) -> int | None:
-    """A row id from a form field, or None for anything else (letters, signs, out of the column's range)."""
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):  # 19 digits hold any 64-bit id
-        return None
-    return int(raw) if 0 < int(raw) < 2**63 else None
 
 
 # ---------------------------------------------------------------- adding traces

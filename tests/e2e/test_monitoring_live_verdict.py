@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
@@ -23,19 +22,12 @@ from playwright.sync_api import Page, expect
 from evaluation.monitoring.models import MonitoringResult
 from evaluation.monitoring.registrations import register_scorer
 from tests.e2e.conftest import login
+from tests.processes import child_database_url
 from tests.traces.otlp_helpers import RESOURCE
 from traces.models import Experiment, Trace
 from traces.tokens import create_api_token
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "postgresql":
-        host = f"{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
-        return f"postgres://{settings['USER']}@{host}/{settings['NAME']}"
-    return f"sqlite:///{settings['NAME']}"
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def worker(transactional_db: None, settings: Any):
     settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": child_database_url(),
         "TASKS_BACKEND": "django_tasks_db.DatabaseBackend",
         "DJANGO_SETTINGS_MODULE": "reviewapp.settings",
     }

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 
 from tests.factories import make_assessment, make_experiment, make_trace
+from tests.processes import child_database_url
 from traces.models import Experiment, Span, Trace
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,14 +87,6 @@ def test_the_table_reads_back_with_import_traces(tmp_path: Path) -> None:
     assert Trace.objects.get(trace_id=traces[0].trace_id).assessments.get().rationale == "Wrong document."
 
 
-def _database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    port = f":{settings['PORT']}" if settings.get("PORT") else ""
-    return f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}{port}/{settings['NAME']}"
-
-
 # The command in a real process, SIGKILLed right after its second Delta commit (deterministic: a wrapper
 # around the commit, not a timer). Batches of 2, so: batch 1 committed and deleted, batch 2 committed and
 # not deleted, batch 3 never written.
@@ -121,7 +113,7 @@ def test_a_killed_archive_job_leaves_a_valid_table_and_a_rerun_finishes_it(tmp_p
     experiment = make_experiment("Bot")
     traces = aged(experiment, 40, 39, 38, 37, 36)
     path = tmp_path / "archive"
-    env = {**os.environ, "DATABASE_URL": _database_url(), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"}
+    env = {**os.environ, "DATABASE_URL": child_database_url(), "DJANGO_SETTINGS_MODULE": "reviewapp.settings"}
     args = ["--experiment", "Bot", "--to", str(path), "--delete-after"]
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_RUN, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120

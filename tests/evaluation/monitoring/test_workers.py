@@ -20,6 +20,7 @@ from evaluation.monitoring.registrations import register_scorer
 from evaluation.monitoring.rollups import rebuild_rollups
 from evaluation.monitoring.sampling import queue_completed_traces
 from tests.factories import make_experiment, make_trace
+from tests.processes import child_database_url
 from traces.models import Assessment
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,18 +49,10 @@ drain_queue()
 """
 
 
-def _database_url() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "postgresql":
-        host = f"{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
-        return f"postgres://{settings['USER']}@{host}/{settings['NAME']}"
-    return f"sqlite:///{settings['NAME']}"
-
-
 def _env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": child_database_url(),
         "DJANGO_SETTINGS_MODULE": "reviewapp.settings",
         "TASKS_BACKEND": "django_tasks_db.DatabaseBackend",
         "SCORER_MODULES": SCORERS,
