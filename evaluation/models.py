@@ -102,7 +102,36 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-class EvaluationRun(models.Model):
+class ProgressJob(models.Model):
+    """What a background job over many traces shows while it runs: done / total, when, and why it failed.
+
+    Evaluation runs and backfills both have it; each adds its own status choices and what it covers.
+    """
+
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def percent_done(self) -> int:
+        """Whole percent done, 0 before the total is known, never above 100."""
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class EvaluationRun(ProgressJob):
     """Scorers run over a set of traces, with MLflow-style aggregate metrics (``<assessment name>/<agg>``).
 
     Its results are CODE Feedback assessments on the traces whose metadata
@@ -125,21 +154,16 @@ class EvaluationRun(models.Model):
     scorers = models.JSONField(default=list, help_text="[{name, digest, module}]: the scorer versions it ran.")
     app_version = models.CharField(max_length=255, blank=True, default="", help_text="Model id or version tag.")
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     judge_usage = models.JSONField(
         default=dict,
         blank=True,
         help_text="What its judges cost (judges.cost.JudgeUsage), recounted after each batch; {}: no judges.",
     )
-    error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -151,12 +175,6 @@ class EvaluationRun(models.Model):
     @property
     def scorer_names(self) -> list[str]:
         return [scorer["name"] for scorer in self.scorers]
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
 
 
 class EvaluationRunTrace(models.Model):

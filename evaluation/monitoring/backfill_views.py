@@ -99,7 +99,7 @@ def _detail_context(request: HttpRequest, job: BackfillJob) -> dict[str, Any]:
         "rate": rate,
         "eta": eta,
         "elapsed": elapsed,
-        "percent": int(100 * job.progress_done / job.progress_total) if job.progress_total else 0,
+        "percent": job.percent_done,
         "poll_seconds": POLL_SECONDS,
         "can_cancel": can_change and active,
         "can_resume": can_change and job.status in (BackfillStatus.CANCELLED, BackfillStatus.FAILED),

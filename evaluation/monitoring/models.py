@@ -10,6 +10,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from ..models import ProgressJob
+
 MAX_ACTIVE_PER_EXPERIMENT = 20
 
 
@@ -124,7 +126,7 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-class BackfillJob(models.Model):
+class BackfillJob(ProgressJob):
     """Re-scoring history: registered scorers (each at its rate or an override) over traces in a time range."""
 
     job_id = models.CharField(max_length=32, unique=True, default=new_job_id)
@@ -133,17 +135,12 @@ class BackfillJob(models.Model):
     start_time = models.DateTimeField(null=True, blank=True)
     end_time = models.DateTimeField(null=True, blank=True, help_text="Blank: when the job was created.")
     status = models.CharField(max_length=12, choices=BackfillStatus.choices, default=BackfillStatus.QUEUED)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     planned_through = models.BigIntegerField(default=0, help_text="Trace pk up to which work has been queued.")
     planned = models.BooleanField(default=False, help_text="All its work is queued: progress_total is final.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -64,9 +64,7 @@ def get_item(mapping: dict[str, Any], key: str) -> Any:
 
 @register.filter
 def percent_done(run: EvaluationRun) -> int:
-    if not run.progress_total:
-        return 0
-    return min(100, round(100 * run.progress_done / run.progress_total))
+    return run.percent_done
 
 
 @register.filter
