@@ -23,6 +23,11 @@ APP_PYTHON = os.environ.get("APP_PYTHON", str(ROOT / ".venv" / "bin" / "python")
 PORTS = range(18200, 18300)
 ADMIN = "interop-admin"
 PASSWORD = "interop-password-1"
+REVIEWER = "interop-reviewer"  # an ordinary user: a reviewer, who sees only the sessions given to them
+CREATE_REVIEWER = (
+    "from django.contrib.auth.models import User; "
+    f"User.objects.create_user({REVIEWER!r}, email='reviewer@example.com', password={PASSWORD!r})"
+)
 
 
 @dataclass(frozen=True)
@@ -30,15 +35,15 @@ class AppServer:
     url: str
     token: str  # an admin's API token, for exporters
 
-    def login(self) -> requests.Session:
-        """A browser-like session logged in through the login form."""
+    def login(self, username: str = ADMIN) -> requests.Session:
+        """A browser-like session logged in through the login form (as the admin, or the reviewer)."""
         session = requests.Session()
         page = session.get(f"{self.url}/login/", timeout=10)
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         assert csrf, "no CSRF token on the login page"
         response = session.post(
             f"{self.url}/login/",
-            data={"username": ADMIN, "password": PASSWORD, "csrfmiddlewaretoken": csrf.group(1)},
+            data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf.group(1)},
             headers={"Referer": f"{self.url}/login/"},
             timeout=10,
         )
@@ -77,6 +82,7 @@ def app_server(work_dir: Path) -> Iterator[AppServer]:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     _manage(env, "migrate", "--noinput", "-v", "0")
     _manage(env, "createsuperuser", "--noinput", "--username", ADMIN, "--email", "interop@example.com")
+    _manage(env, "shell", "-c", CREATE_REVIEWER)
     token = _manage(env, "create_api_token", ADMIN, "--name", "interop exporter").strip()
     port = _free_port()
     log = (work_dir / "gunicorn.log").open("w")

@@ -7,6 +7,7 @@ sends the spans over OTLP instead of to a tracking server.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import mlflow
@@ -49,6 +50,10 @@ def support_agent(question: str) -> str:
     # No mlflow.update_current_trace(tags=…): under OTLP export MLflow 3.17.2 then fails to end the
     # root span ("Cannot mutate immutable BoundedAttributes") and never sends it.
     trace_ids.append(mlflow.get_active_trace_id())  # get_last_active_trace_id() is None under OTLP export
+    if model_id := mlflow.get_active_model_id():
+        # MLflow 3.17.2's OTLP exporter drops trace metadata, set_active_model's mlflow.modelId with it;
+        # on the root span it reaches the app, which files it as the trace's metadata.
+        mlflow.get_current_active_span().set_attribute("mlflow.modelId", model_id)
     documents = search_policies(question)
     context = "\n".join(d.page_content for d in documents)
     messages = [
@@ -59,7 +64,11 @@ def support_agent(question: str) -> str:
 
 
 def main() -> None:
-    support_agent(QUESTION)
+    """Answer the question (``TRACED_APP_RUNS`` times, as version ``TRACED_APP_MODEL`` when set)."""
+    if model_name := os.environ.get("TRACED_APP_MODEL"):
+        mlflow.set_active_model(name=model_name)
+    for _ in range(int(os.environ.get("TRACED_APP_RUNS", "1"))):
+        support_agent(QUESTION)
     print(trace_ids[-1])
     from mlflow.tracing.provider import provider
 
