@@ -8,6 +8,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install --quiet --upgrade pip
 fi
 "$venv/bin/pip" install --quiet -r tests/interop/requirements.txt
+"$venv/bin/pip" install --quiet --no-deps ./client  # our Python client (its dependencies come with mlflow)
 export EXPORT_DIR
 EXPORT_DIR=$(mktemp -d)
 trap 'rm -rf "$EXPORT_DIR"' EXIT
