@@ -99,9 +99,9 @@ def app_server(work_dir: Path) -> Iterator[AppServer]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{url}/login/", timeout=2).ok:
+                if requests.get(f"{url}/login/", timeout=10).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a first answer slower than 10 s
                 pass
             assert server.poll() is None, f"gunicorn exited:\n{(work_dir / 'gunicorn.log').read_text()[-2000:]}"
             assert time.monotonic() < deadline, "gunicorn did not answer within 60 s"
