@@ -23,6 +23,7 @@ from traces.api_support import (
     ApiError,
     ErrorCode,
     ErrorOut,
+    check_json_value,
     check_text,
     denied,
     invalid,
@@ -277,11 +278,15 @@ class AddTracesIn(Schema):
     filter_string: str | None = None
     experiment_ids: list[str] = Field(default_factory=list)
     model_id: str | None = None
+    records: list[dict[str, Any]] | None = Field(
+        None, description='[{"trace": <Trace.to_dict()>}]: traces the app lacks are imported first (admins).'
+    )
 
 
 class AddTracesOut(Schema):
     added: int
     already_there: int
+    imported: int = 0
 
 
 class AssignedUsersIn(Schema):
@@ -457,8 +462,11 @@ def add_traces(request: HttpRequest, session_id: int, payload: AddTracesIn) -> d
     """``LabelingSession.add_traces``: by trace ids, or every trace a search matches. All or nothing:
     an unknown id adds none."""
     session = _managed_session(request, session_id)
-    if (payload.trace_ids is None) == (payload.filter_string is None):
-        raise invalid("Send exactly one of trace_ids or filter_string.")
+    modes = [payload.trace_ids, payload.filter_string, payload.records]
+    if sum(mode is not None for mode in modes) != 1:
+        raise invalid("Send exactly one of trace_ids, filter_string or records.")
+    if payload.records is not None:
+        return _add_records(request, session, payload.records)
     if payload.trace_ids is not None:
         if len(payload.trace_ids) > MAX_TRACE_IDS:
             raise invalid(f"trace_ids has {len(payload.trace_ids)} ids; at most {MAX_TRACE_IDS} are accepted.")
@@ -483,6 +491,42 @@ def add_traces(request: HttpRequest, session_id: int, payload: AddTracesIn) -> d
             raise invalid(f"filter_string: {exc}") from None
         result = services.add_traces_to_session(session=session, traces=traces)
     return {"added": result.added, "already_there": result.already_there}
+
+
+def _add_records(request: HttpRequest, session: LabelingSession, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trace JSON (``Trace.to_dict()``): the traces the app lacks are imported, then all are added.
+    A trace the app already holds is used as stored (never overwritten). All or nothing."""
+    from django.db import DatabaseError, transaction
+
+    from traces.ingest.mlflow_json import parse_trace
+    from traces.ingest.records import TraceFormatError
+    from traces.ingest.store import store_traces
+    from traces.models import Trace
+
+    _require_admin(request, "import traces")
+    if len(records) > MAX_TRACE_IDS:
+        raise invalid(f"records has {len(records)} entries; at most {MAX_TRACE_IDS} are accepted.")
+    check_json_value(records, what="records", max_bytes=50_000_000)
+    parsed = []
+    for index, record in enumerate(records):
+        if not isinstance(record.get("trace"), dict):
+            raise invalid(f"records[{index}]: expected an object with a 'trace' (MLflow's Trace.to_dict()).")
+        try:
+            parsed.append(parse_trace(record["trace"]))
+        except TraceFormatError as exc:
+            raise invalid(f"records[{index}]: {exc}") from None
+    ids = list(dict.fromkeys(r.trace_id for r in parsed))
+    held = set(Trace.objects.filter(trace_id__in=ids).values_list("trace_id", flat=True))
+    new = [r for r in parsed if r.trace_id not in held]
+    try:
+        with transaction.atomic():
+            stored = store_traces(new)
+            result = services.add_traces_to_session(session=session, trace_ids=ids)
+            if result.unknown:
+                raise invalid(f"records: trace {result.unknown[0][:100]!r} cannot be added to a session.")
+    except DatabaseError:
+        raise invalid("records: the database refused these traces.") from None
+    return {"added": result.added, "already_there": result.already_there, "imported": stored.created}
 
 
 @sessions_router.put("/{int:session_id}/assigned-users", response={200: SessionOut, **ERROR_RESPONSES})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -96,9 +97,9 @@ def test_add_traces_by_id_and_by_filter_all_or_nothing(as_admin: ApiClient, worl
     assert_error(as_admin.post(one, {}), 400, "INVALID_PARAMETER_VALUE", "exactly one")
     response = as_admin.post(one, {"filter_string": "", "experiment_ids": [world.experiment.name], "model_id": "v2"})
     assert response.status_code == 200, response.content
-    assert response.json() == {"added": 1, "already_there": 1}  # t1 was there; t3 is new
+    assert response.json() == {"added": 1, "already_there": 1, "imported": 0}  # t1 was there; t3 is new
     response = as_admin.post(one, {"trace_ids": [world.traces[2].trace_id]})
-    assert response.json() == {"added": 1, "already_there": 0}
+    assert response.json() == {"added": 1, "already_there": 0, "imported": 0}
     assert as_admin.get(f"{URL}{world.session.pk}").json()["item_count"] == 4
 
 
@@ -178,3 +179,21 @@ def test_sync_merges_labels_into_a_dataset(as_admin: ApiClient) -> None:
     assert out["dataset_id"] == dataset.pk and out["records_merged"] == dataset.records.count() > 0
     again = as_admin.post(one, {"dataset_id": dataset.pk}).json()
     assert again["dataset_name"] == "cardio-eval" and dataset.records.count() == out["records_merged"]
+
+
+def test_add_traces_from_mlflow_trace_json(as_admin: ApiClient, as_lead: ApiClient, world: World) -> None:
+    from traces.models import Trace
+
+    one = f"{URL}{world.session.pk}/traces"
+    document = as_admin.get(f"/api/traces/{world.traces[3].trace_id}").json()
+    fresh = json.loads(json.dumps(document).replace(world.traces[3].trace_id, "tr-" + "ab" * 16))
+    before = Trace.objects.count()
+    bad = {"records": [{"trace": fresh}, {"trace": {"nonsense": 1}}]}
+    assert_error(as_admin.post(one, bad), 400, "INVALID_PARAMETER_VALUE", "records[1]")
+    assert_error(as_lead.post(one, {"records": [{"trace": fresh}]}), 403, "PERMISSION_DENIED")
+    assert Trace.objects.count() == before and world.session.items.count() == 2
+    response = as_admin.post(one, {"records": [{"trace": fresh}, {"trace": document}]})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"added": 2, "already_there": 0, "imported": 1}
+    sources = set(world.session.items.values_list("source_trace_id_text", flat=True))
+    assert {"tr-" + "ab" * 16, world.traces[3].trace_id} <= sources
