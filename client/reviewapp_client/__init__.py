@@ -5,6 +5,7 @@ reviewapp_client.configure(url="https://reviews.example.com", token="…")  # or
 df = reviewapp_client.search_traces(model_id="m-…")  # the columns of mlflow.search_traces
 """
 
+from . import label_schemas, labeling
 from ._http import ApiClient, configure, get_client
 from .errors import ReviewAppError
 from .tracing import (
@@ -35,6 +36,8 @@ __all__ = [
     "delete_trace_tag",
     "get_client",
     "get_trace",
+    "label_schemas",
+    "labeling",
     "log_expectation",
     "log_feedback",
     "override_feedback",
