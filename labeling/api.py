@@ -378,7 +378,7 @@ def _managed_session(request: HttpRequest, session_id: int) -> LabelingSession:
 def _users(usernames: list[str], what: str) -> list[User]:
     if len(usernames) > MAX_NAMES:
         raise invalid(f"{what} has {len(usernames)} names; at most {MAX_NAMES} are accepted.")
-    wanted = list(dict.fromkeys(usernames))
+    wanted = list(dict.fromkeys(check_text(name, what=what, max_length=150) for name in usernames))
     found = {u.username: u for u in User.objects.filter(username__in=wanted, is_active=True)}
     for name in wanted:
         if name not in found:
@@ -389,7 +389,7 @@ def _users(usernames: list[str], what: str) -> list[User]:
 def _schemas(names: list[str]) -> list[LabelSchema]:
     if len(names) > MAX_NAMES:
         raise invalid(f"label_schemas has {len(names)} names; at most {MAX_NAMES} are accepted.")
-    wanted = list(dict.fromkeys(names))
+    wanted = list(dict.fromkeys(check_text(name, what="label_schemas", max_length=100) for name in names))
     found = {s.name: s for s in LabelSchema.objects.filter(name__in=wanted)}
     for name in wanted:
         if name not in found:

@@ -197,3 +197,43 @@ def test_add_traces_from_mlflow_trace_json(as_admin: ApiClient, as_lead: ApiClie
     assert response.json() == {"added": 2, "already_there": 0, "imported": 1}
     sources = set(world.session.items.values_list("source_trace_id_text", flat=True))
     assert {"tr-" + "ab" * 16, world.traces[3].trace_id} <= sources
+
+
+def test_hostile_input_is_a_4xx_and_changes_nothing(as_admin: ApiClient, world: World) -> None:
+    """NUL bytes, huge ids, bad records, out-of-range settings: each a 4xx in the API's shape."""
+    before = (LabelingSession.objects.count(), LabelSchema.objects.count(), world.session.items.count())
+    s = f"/api/labeling-sessions/{world.session.pk}"
+    calls = [
+        as_admin.get("/api/labeling-sessions/99999999999999999999999"),
+        as_admin.get("/api/labeling-sessions/-1"),
+        as_admin.post(s + "/traces", {"trace_ids": ["a\x00b"]}),
+        as_admin.post(s + "/traces", {"trace_ids": ["x" * 100]}),
+        as_admin.post(s + "/traces", {"records": [{"trace": "x"}]}),
+        as_admin.post(s + "/traces", {"records": [{"trace": {"info": {"trace_id": 5}}}]}),
+        as_admin.post(s + "/traces", {"filter_string": "x\x00"}),
+        as_admin.post(s + "/sync", {"dataset_id": -5}),
+        as_admin.post(s + "/sync", {"dataset_name": "a\x00"}),
+        as_admin.post(s + "/sync", {"dataset_name": "empty"}),
+        as_admin.get(s + "/items", {"page_token": "zz"}),
+        as_admin.delete("/api/label-schemas/a%00b"),
+        as_admin.post("/api/label-schemas/", {"name": "n", "title": "t", "input": {"type": "text", "max_length": -1}}),
+        as_admin.post(
+            "/api/label-schemas/", {"name": "n", "title": "t", "input": {"type": "numeric", "min_value": 1e400}}
+        ),
+        as_admin.post(
+            "/api/label-schemas/", {"name": "n", "title": "t", "input": {"type": "pass_fail", "pass_label": "x" * 100}}
+        ),
+        as_admin.post(
+            "/api/label-schemas/", {"name": "n", "title": "t", "input": {"type": "categorical", "options": ["a", "a"]}}
+        ),
+        as_admin.post("/api/labeling-sessions/", {"name": "  "}),
+        as_admin.post("/api/labeling-sessions/", {"name": "x", "lease_minutes": 99999999}),
+        as_admin.post("/api/labeling-sessions/", {"name": "x\x00"}),
+        as_admin.request("PUT", s + "/assigned-users", {"assigned_users": ["a\x00"]}),
+    ]
+    for response in calls:
+        assert response.status_code in (400, 404), response.content[:300]
+        assert set(response.json()) == {"error_code", "message"}
+    assert list(world.session.reviewers.values_list("username", flat=True)) == ["reviewer"]
+    after = (LabelingSession.objects.count(), LabelSchema.objects.count(), world.session.items.count())
+    assert after == before
