@@ -111,13 +111,21 @@ def test_set_assigned_users(as_admin: ApiClient, world: World, outsider: Any) ->
     assert response.status_code == 200 and response.json()["assigned_users"] == ["outsider", "reviewer"]
 
 
-def test_items_for_admin_and_reviewer(as_admin: ApiClient, as_reviewer: ApiClient, world: World) -> None:
+def test_items_for_admin_and_reviewer(
+    as_admin: ApiClient, as_reviewer: ApiClient, world: World, django_assert_max_num_queries: Any
+) -> None:
     one = f"{URL}{world.session.pk}/items"
+    services.add_traces_to_session(session=world.session, trace_ids=[make_trace().trace_id for _ in range(5)])
+    with django_assert_max_num_queries(10):
+        assert len(as_admin.get(one).json()["items"]) == 7
+    services.add_traces_to_session(session=world.session, trace_ids=[make_trace().trace_id for _ in range(20)])
+    with django_assert_max_num_queries(10):
+        assert len(as_admin.get(one).json()["items"]) == 27
     first = as_admin.get(one, {"max_results": 1}).json()
     second = as_admin.get(one, {"max_results": 1, "page_token": first["next_page_token"]}).json()
     items = first["items"] + second["items"]
-    assert "next_page_token" not in second
     assert [i["source_trace_id"] for i in items] == [world.traces[0].trace_id, world.traces[1].trace_id]
+    assert second["next_page_token"]
     assert items[0]["done"] is False and items[0]["needed"] == 1
     mine = as_reviewer.get(one).json()["items"]
     assert [i["trace_id"] for i in mine] == [world.given_copy.trace_id]
