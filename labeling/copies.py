@@ -41,3 +41,22 @@ def on_session_copies(sessions: LabelingSession | Iterable[LabelingSession], col
     chosen = [sessions] if isinstance(sessions, LabelingSession) else list(sessions)
     items = ReviewItem.objects.filter(session__in=[s.pk for s in chosen]).order_by().values("trace_id")
     return AnyOf(column, items)
+
+
+# A session's MLflow run id: 32 hex digits, a fixed prefix then the session's id, so the API's
+# ``run_id`` filter finds the session's copies without a stored column.
+RUN_ID_PREFIX = "1abe15e5"
+
+
+def session_run_id(session_pk: int) -> str:
+    return f"{RUN_ID_PREFIX}{session_pk:024x}"
+
+
+def session_pk_from_run_id(run_id: str) -> int | None:
+    """The session id a ``session_run_id`` names, or None for any other run id."""
+    if len(run_id) != 32 or not run_id.startswith(RUN_ID_PREFIX):
+        return None
+    try:
+        return int(run_id[len(RUN_ID_PREFIX) :], 16)
+    except ValueError:
+        return None

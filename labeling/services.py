@@ -402,3 +402,25 @@ def copy_fields_from(schema: LabelSchema, data: Mapping[str, Any]) -> None:
     for field in ("name", "type", "title", "instruction", "enable_comment", "input_type", *CONFIG_FIELDS):
         if field in data:
             setattr(schema, field, data[field])
+
+
+# ---------------------------------------------------------------- deleting
+
+
+def delete_label_schema(*, schema: LabelSchema) -> None:
+    """Delete a question no session asks; one in use is refused (``ValidationError``)."""
+    with transaction.atomic():
+        count = SessionSchema.objects.filter(schema=schema).count()
+        if count:
+            raise ValidationError(
+                {"name": f"The question “{schema.name}” is used by {count} session(s); remove it from them first."}
+            )
+        schema.delete()
+
+
+def delete_labeling_session(*, session: LabelingSession) -> None:
+    """Delete a session with its items, answers and the experiment holding its frozen copies."""
+    with transaction.atomic():
+        experiment = Experiment.objects.get(pk=session.experiment_id)
+        session.delete()
+        experiment.delete()

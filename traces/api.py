@@ -20,6 +20,8 @@ from django.db.models import Q
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 
+from labeling.copies import session_pk_from_run_id
+
 from .access import readable_experiments, readable_traces, visible_traces
 from .api_support import (
     ERROR_RESPONSES,
@@ -297,13 +299,16 @@ def search_traces(request: HttpRequest, params: Query[SearchTracesQuery]) -> dic
     if len(params.order_by) > MAX_ORDER_BY:
         raise invalid(f"order_by has {len(params.order_by)} items; at most {MAX_ORDER_BY} are accepted.")
     traces = readable_traces(request.user)
+    session_pk = session_pk_from_run_id(params.run_id) if params.run_id is not None else None
+    if session_pk is not None:  # a labeling session's run: its frozen copies
+        traces = traces.filter(review_item__session_id=session_pk)
     if params.experiment_ids:
         traces = traces.filter(experiment__in=_experiments(request, params.experiment_ids))
-    else:
+    elif session_pk is None:
         traces = traces.explorable()
     if params.model_id is not None:
         traces = traces.filter(model_id=check_text(params.model_id, what="model_id"))
-    if params.run_id is not None:
+    if params.run_id is not None and session_pk is None:
         traces = traces.with_metadata(SOURCE_RUN_KEY, check_text(params.run_id, what="run_id"))
     try:
         traces = apply_filter(traces, parse_filter(params.filter_string or ""))

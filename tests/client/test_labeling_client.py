@@ -1,0 +1,56 @@
+"""The client's label schema and labeling session calls against a live server, as a notebook makes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import reviewapp_client
+from labeling.models import LabelingSession, LabelSchema
+from reviewapp_client import ReviewAppError, labeling
+from reviewapp_client import label_schemas as schemas
+
+from .conftest import Shop
+
+
+def test_label_schema_calls(admin_client: Any, shop: Shop) -> None:
+    created = schemas.create_label_schema(
+        "tone", type="feedback", title="Tone OK?", input=schemas.InputCategorical(options=["good", "bad"])
+    )
+    assert created.input == schemas.InputCategorical(options=["good", "bad"]) and created.version == 1
+    with pytest.raises(ReviewAppError) as caught:
+        schemas.create_label_schema("tone", type="feedback", input=schemas.InputText())
+    assert caught.value.error_code == "RESOURCE_ALREADY_EXISTS"
+    again = schemas.create_label_schema(
+        "tone", type="feedback", input=schemas.InputNumeric(min_value=1, max_value=5), overwrite=True
+    )
+    assert again.version == 2 and again.input == schemas.InputNumeric(min_value=1.0, max_value=5.0)
+    assert schemas.get_label_schema("tone").title == "tone"
+    assert "tone" in [s.name for s in schemas.list_label_schemas()]
+    schemas.delete_label_schema("tone")
+    assert not LabelSchema.objects.filter(name="tone").exists()
+
+
+def test_labeling_session_calls(admin_client: Any, shop: Shop, reviewer: Any) -> None:
+    schemas.create_label_schema(schemas.EXPECTED_RESPONSE, type="expectation", input=schemas.InputText())
+    session = labeling.create_labeling_session(
+        "Week 50", assigned_users=["reviewer"], label_schemas=[schemas.EXPECTED_RESPONSE]
+    )
+    assert session.assigned_users == ["reviewer"] and session.url.endswith(f"/review/{session.id}/")
+    frame = reviewapp_client.search_traces(model_id="v2")
+    session.add_traces(frame)
+    assert session.item_count == 2
+    session.add_traces([shop.traces[0].trace_id])
+    assert session.item_count == 3 and session.progress == {"done": 0, "total": 3}
+    copies = reviewapp_client.search_traces(run_id=session.mlflow_run_id, return_type="list")
+    assert len(copies) == 3
+    assert labeling.get_labeling_session(session.mlflow_run_id).name == "Week 50"
+    assert labeling.get_labeling_session(name="Week 50").id == session.id
+    assert session.set_assigned_users([]).assigned_users == []
+    assert [s.name for s in labeling.get_labeling_sessions()] == ["Week 50"]
+    labeling.delete_labeling_session(session)
+    assert not LabelingSession.objects.exists()
+    with pytest.raises(ReviewAppError) as caught:
+        labeling.get_labeling_session(name="Week 50")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
