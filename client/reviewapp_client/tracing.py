@@ -14,6 +14,7 @@ import base64
 import json
 import traceback
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +30,7 @@ SEARCH_PATH = "traces/"
 DEFAULT_FEEDBACK_NAME = "feedback"
 SOURCE_TYPES = ("HUMAN", "LLM_JUDGE", "CODE")
 PAGE_SIZE = 500  # the server's largest page
+FETCH_THREADS = 8  # concurrent GETs of the traces' spans in search_traces
 
 # mlflow.entities.Trace.pandas_dataframe_columns() of MLflow 3 (checked against it in the tests).
 DATAFRAME_COLUMNS = [
@@ -346,7 +348,9 @@ def search_traces(
     client = client or get_client()
     infos = list(_info_dicts(client, experiment_ids, filter_string, max_results, order_by, run_id, model_id))
     if include_spans:
-        traces = [trace for info in infos if (trace := _trace_if_any(info["trace_id"], client)) is not None]
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:  # one GET per trace, a few at a time
+            fetched = list(pool.map(lambda info: _trace_if_any(info["trace_id"], client), infos))
+        traces = [trace for trace in fetched if trace is not None]
     else:
         traces = [Trace.from_dict({"info": info, "data": {"spans": []}}) for info in infos]
     return traces_to_df(traces) if return_type == "pandas" else traces
