@@ -10,9 +10,11 @@ when mlflow is installed). pandas and mlflow are imported only when asked for.
 
 from __future__ import annotations
 
+import base64
 import json
 import traceback
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +30,7 @@ SEARCH_PATH = "traces/"
 DEFAULT_FEEDBACK_NAME = "feedback"
 SOURCE_TYPES = ("HUMAN", "LLM_JUDGE", "CODE")
 PAGE_SIZE = 500  # the server's largest page
+FETCH_THREADS = 8  # concurrent GETs of the traces' spans in search_traces
 
 # mlflow.entities.Trace.pandas_dataframe_columns() of MLflow 3 (checked against it in the tests).
 DATAFRAME_COLUMNS = [
@@ -146,11 +149,22 @@ class Trace:
 
         return MlflowTrace.from_dict(self.raw)
 
+    def _mlflow_dict(self) -> dict[str, Any]:
+        """``to_dict()`` as MLflow writes it back after reading it (the DataFrame's ``trace`` column)."""
+        info = dict(self.raw.get("info") or {})
+        if info.get("request_time"):
+            info["request_time"] = _proto_time(info["request_time"])
+        info["assessments"] = [_mlflow_assessment(a) for a in info.get("assessments") or []]
+        for key in ("trace_metadata", "tags", "assessments"):  # protobuf leaves out empty fields
+            if not info.get(key):
+                info.pop(key, None)
+        return {"info": info, "data": {"spans": [_mlflow_span(span) for span in self.data.spans]}}
+
     def to_pandas_dataframe_row(self) -> dict[str, Any]:
         """The row ``mlflow.search_traces`` gives this trace."""
         return {
             "trace_id": self.info.trace_id,
-            "trace": self.to_json(),
+            "trace": json.dumps(self._mlflow_dict()),
             "client_request_id": self.info.client_request_id,
             "state": self.info.state,
             "request_time": self.info.request_time,
@@ -159,9 +173,65 @@ class Trace:
             "response": _loads(self.data.response),
             "trace_metadata": self.info.trace_metadata,
             "tags": self.info.tags,
-            "spans": self.data.spans,
-            "assessments": self.info.assessments,
+            "spans": [_mlflow_span(span) for span in self.data.spans],
+            "assessments": [_mlflow_assessment(a) for a in self.info.assessments],
         }
+
+
+def _mlflow_span(span: dict[str, Any]) -> dict[str, Any]:
+    """A span dict as MLflow's ``Span.to_dict()`` writes it (with ``links``, empty if none)."""
+    return span if "links" in span else {**span, "links": []}
+
+
+def _mlflow_assessment(assessment: dict[str, Any]) -> dict[str, Any]:
+    """An assessment dict as ``mlflow.search_traces`` shows it (``Assessment.to_dictionary()`` after
+    ``Trace.from_dict``): protobuf's timestamps, and an expectation whose value is not a scalar as MLflow's
+    JSON ``serialized_value`` (without ``valid``, which MLflow's expectations do not read back)."""
+    times = {key: _proto_time(assessment[key]) for key in ("create_time", "last_update_time") if assessment.get(key)}
+    shown = {**assessment, **times}
+    feedback = assessment.get("feedback")
+    if isinstance(feedback, dict) and "value" in feedback:
+        shown["feedback"] = {**feedback, "value": _proto_numbers(feedback["value"])}
+    expectation = assessment.get("expectation")
+    if isinstance(expectation, dict) and "value" in expectation:
+        shown.pop("valid", None)
+        value = expectation["value"]
+        if value is not None and not isinstance(value, (int, float, bool, str)):
+            serialized = {"serialization_format": "JSON_FORMAT", "value": json.dumps(value)}
+            shown["expectation"] = {"serialized_value": serialized}
+        else:
+            shown["expectation"] = {"value": _proto_numbers(value)}
+    return shown
+
+
+def _proto_numbers(value: Any) -> Any:
+    """A value through protobuf's ``Value``: every number is a double."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_proto_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _proto_numbers(v) for k, v in value.items()}
+    return value
+
+
+def _proto_time(value: str) -> str:
+    """An RFC 3339 UTC timestamp the way protobuf's ``Timestamp.ToJsonString`` writes it: no fraction when
+    whole seconds, else 3, 6 or 9 digits."""
+    head, _, rest = value.partition(".")
+    digits = "".join(c for c in rest if c.isdigit()) if rest else ""
+    if not value.endswith("Z") or len(head) != 19 or len(digits) > 9:
+        return value  # not the API's shape: left as it is
+    nanos = int((digits + "000000000")[:9])
+    if nanos == 0:
+        return head + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{head}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1000 == 0:
+        return f"{head}.{nanos // 1000:06d}Z"
+    return f"{head}.{nanos:09d}Z"
 
 
 def _epoch_ms(value: Any) -> int:
@@ -278,7 +348,9 @@ def search_traces(
     client = client or get_client()
     infos = list(_info_dicts(client, experiment_ids, filter_string, max_results, order_by, run_id, model_id))
     if include_spans:
-        traces = [trace for info in infos if (trace := _trace_if_any(info["trace_id"], client)) is not None]
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:  # one GET per trace, a few at a time
+            fetched = list(pool.map(lambda info: _trace_if_any(info["trace_id"], client), infos))
+        traces = [trace for trace in fetched if trace is not None]
     else:
         traces = [Trace.from_dict({"info": info, "data": {"spans": []}}) for info in infos]
     return traces_to_df(traces) if return_type == "pandas" else traces
@@ -383,6 +455,18 @@ def _error(error: Any) -> dict[str, str] | None:
     }
 
 
+def span_id_hex(span_id: str | None) -> str | None:
+    """A span id as MLflow's ``Span.span_id`` (16 hex digits): the base64 OpenTelemetry bytes of a
+    ``Span.to_dict()`` (what ``get_trace`` gives) are converted, anything else is sent as it is."""
+    if not span_id or len(span_id) != 12 or not span_id.endswith("="):
+        return span_id
+    try:
+        raw = base64.b64decode(span_id, validate=True)
+    except ValueError:
+        return span_id
+    return raw.hex() if len(raw) == 8 else span_id
+
+
 def _metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
     return {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in (metadata or {}).items()}
 
@@ -413,7 +497,7 @@ def log_feedback(
         error=_error(error),
         rationale=rationale,
         metadata=_metadata(metadata),
-        span_id=span_id,
+        span_id=span_id_hex(span_id),
     )
     return client.post(_path(trace_id, "feedback"), json=body)["assessment"]
 
@@ -429,7 +513,7 @@ def log_expectation(
 ) -> dict[str, Any]:
     """MLflow's ``log_expectation``: ground truth (any JSON value) for the trace or one span."""
     client = client or get_client()
-    body = _body(name=name, source=_source(source), metadata=_metadata(metadata), span_id=span_id)
+    body = _body(name=name, source=_source(source), metadata=_metadata(metadata), span_id=span_id_hex(span_id))
     body["value"] = value
     return client.post(_path(trace_id, "expectations"), json=body)["assessment"]
 

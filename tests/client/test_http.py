@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +118,13 @@ def test_the_error_repr_names_code_and_status() -> None:
     assert str(error) == "RESOURCE_DOES_NOT_EXIST: Trace 'x' does not exist."
     assert "404" in repr(error)
     assert isinstance(error, Exception) and _http.ReviewAppError is ReviewAppError
+
+
+def test_importing_the_client_needs_neither_pandas_nor_mlflow() -> None:
+    """The package depends on requests only: pandas comes in when a DataFrame is asked for."""
+    client_dir = Path(reviewapp_client.__file__).resolve().parents[1]
+    code = "import sys, reviewapp_client; print(sorted({'pandas', 'mlflow', 'django'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=client_dir, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
