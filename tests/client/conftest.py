@@ -13,12 +13,20 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import DEFAULT_DB_ALIAS, connections
 
 import reviewapp_client
 from reviewapp_client import _http
 from tests.factories import make_experiment, make_trace
 from traces.models import Experiment, Trace
 from traces.tokens import create_api_token
+
+
+@pytest.fixture(autouse=True, scope="session")
+def live_server_closes_its_connections() -> None:
+    """The live server answers each request in a new thread; with CONN_MAX_AGE those threads' connections
+    outlive the tests and PostgreSQL refuses to drop the test database. Requests here close theirs."""
+    connections.settings[DEFAULT_DB_ALIAS]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)
