@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.api.conftest import ApiClient, World, assert_error
@@ -157,3 +159,36 @@ def test_who_may_change_tags(as_lead: ApiClient, as_reviewer: ApiClient, as_outs
     world.traces[0].refresh_from_db()
     world.traces[1].refresh_from_db()
     assert given.tags == {} and world.traces[0].tags == {} and world.traces[1].tags == {"env": "prod"}
+
+
+# ---------------------------------------------------------------- batch get
+
+
+def test_batch_get_returns_readable_traces_with_spans_in_order_in_constant_queries(
+    world: World, as_admin: ApiClient, as_reviewer: ApiClient, django_assert_max_num_queries: Any
+) -> None:
+    ids = [t.trace_id for t in world.traces]
+    asked = [ids[1], "tr-unknown", ids[0], ids[1]]
+    with django_assert_max_num_queries(8):
+        response = as_admin.post("/api/traces/batch-get", {"trace_ids": asked})
+    assert response.status_code == 200, response.content
+    traces = response.json()["traces"]
+    assert [t["info"]["trace_id"] for t in traces] == [ids[1], ids[0]]  # unknown left out, repeats once
+    assert all(t["data"]["spans"] for t in traces)
+    with django_assert_max_num_queries(8):
+        assert as_admin.post("/api/traces/batch-get", {"trace_ids": ids}).status_code == 200
+    # A reviewer's token reads only the copy given to them: the originals are left out, as unknown.
+    given = world.given_copy.trace_id
+    mine = as_reviewer.post("/api/traces/batch-get", {"trace_ids": [*ids, given, world.other_copy.trace_id]})
+    assert [t["info"]["trace_id"] for t in mine.json()["traces"]] == [given]
+
+
+def test_batch_get_refuses_too_many_ids_and_bad_bodies(as_admin: ApiClient) -> None:
+    too_many = as_admin.post("/api/traces/batch-get", {"trace_ids": [f"tr-{i}" for i in range(101)]})
+    assert too_many.status_code == 400 and too_many.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "at most 100" in too_many.json()["message"]
+    for body in ({"trace_ids": "tr-1"}, {"trace_ids": [1, None]}, {}, "not json", ["tr-1"]):
+        response = as_admin.post("/api/traces/batch-get", body)
+        assert response.status_code == 400, (body, response.content)
+    weird = as_admin.post("/api/traces/batch-get", {"trace_ids": ["tr-\x00", "x" * 10_000]})
+    assert weird.status_code == 200 and weird.json() == {"traces": []}
