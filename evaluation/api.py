@@ -234,3 +234,191 @@ def download_records(request: HttpRequest, dataset_id: str) -> StreamingHttpResp
     dataset = find_dataset(request, dataset_id)
     records = (r.as_mlflow() for r in dataset.records.order_by("id").iterator(chunk_size=2000))
     return StreamingHttpResponse(lines("jsonl", records), content_type="application/x-ndjson")
+
+
+# ================================================================ evaluation runs (/api/evaluation-runs/)
+
+runs_router = Router(tags=["evaluation runs"])
+RUN_ORDER = Ordering((SortKey("created_at", True, "datetime"), SortKey("id", True, "int")))
+
+
+class ProgressOut(Schema):
+    done: int
+    total: int
+    percent: int
+
+
+class RunOut(Schema):
+    run_id: str
+    name: str
+    status: str
+    source_kind: str
+    source_label: str
+    dataset_id: str | None = None
+    experiment_id: str | None = None
+    session_id: str | None = None
+    filter_string: str
+    scorers: list[str]
+    app_version: str
+    progress: ProgressOut
+    metrics: dict[str, Any] = Field(description="MLflow-style aggregates: '<scorer>/mean' and friends.")
+    error: str
+    started_by: str | None = None
+    created_time: str
+    start_time: str | None = None
+    end_time: str | None = None
+
+
+class RunsOut(Schema):
+    runs: list[RunOut]
+    next_page_token: str | None = None
+
+
+class RunIn(Schema):
+    """What the run-start page takes: one of dataset, session or experiment (with a filter string)."""
+
+    scorers: list[str] = Field(min_length=1, description="Scorer (or judge) names from the catalogue.")
+    dataset: str | None = Field(None, max_length=services.NAME_MAX_LENGTH, description="A dataset's id or name.")
+    session: str | None = Field(None, max_length=200, description="A labeling session you manage, by name.")
+    experiment: str | None = Field(None, max_length=500, description="An experiment's name (with filter_string).")
+    filter_string: str = Field("", max_length=5000)
+    name: str = Field("", max_length=200)
+    app_version: str | None = Field(None, max_length=255, description="Empty: the traces' model id when shared.")
+    confirmed: bool = Field(False, description="Needed for a judge run over more than JUDGE_CONFIRM_OVER traces.")
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def run_out(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "name": run.name,
+        "status": run.status,
+        "source_kind": run.source_kind,
+        "source_label": run.source_label,
+        "dataset_id": str(run.dataset_id) if run.dataset_id else None,
+        "experiment_id": str(run.experiment_id) if run.experiment_id else None,
+        "session_id": str(run.session_id) if run.session_id else None,
+        "filter_string": run.filter_string,
+        "scorers": run.scorer_names,
+        "app_version": run.app_version,
+        "progress": {"done": run.progress_done, "total": run.progress_total, "percent": run.percent_done},
+        "metrics": run.metrics or {},
+        "error": run.error,
+        "started_by": run.started_by.get_username() if run.started_by else None,
+        "created_time": run.created_at.isoformat(),
+        "start_time": _time(run.started_at),
+        "end_time": _time(run.finished_at),
+    }
+
+
+def _runs(request: HttpRequest) -> Any:
+    from .access import can_see_runs, visible_runs
+
+    if not can_see_runs(request.user):
+        if request.method in ("GET", "HEAD"):
+            raise not_found("No such evaluation run.")
+        raise denied("Only admins and session leads may start or cancel evaluation runs.")
+    return visible_runs(request.user).select_related("started_by")
+
+
+def find_run(request: HttpRequest, run_id: str) -> Any:
+    run = None
+    if len(run_id) <= 64 and "\x00" not in run_id:
+        run = _runs(request).filter(run_id=run_id).first()
+    if run is None:
+        raise not_found(f"Evaluation run {run_id[:100]!r} does not exist.")
+    return run
+
+
+@runs_router.get("/", response={200: RunsOut, **ERROR_RESPONSES})
+def list_runs(
+    request: HttpRequest,
+    dataset: str | None = None,
+    experiment: str | None = None,
+    status: str | None = None,
+    max_results: int | None = None,
+    page_token: str | None = None,
+) -> dict[str, Any]:
+    """The runs the token's owner may see (admins and session leads), newest first; filter by
+    ``dataset`` (id or name), ``experiment`` (id or name) or ``status``."""
+    from .models import RunStatus
+
+    runs = _runs(request)
+    if dataset is not None:
+        runs = (
+            runs.filter(dataset_id=int(dataset))
+            if dataset.isdigit() and len(dataset) < 19
+            else runs.filter(dataset__name=dataset)
+        )
+    if experiment is not None:
+        if experiment.isdigit() and len(experiment) < 19:
+            runs = runs.filter(experiment_id=int(experiment))
+        else:
+            runs = runs.filter(experiment__name=experiment)
+    if status is not None:
+        if status not in RunStatus.values:
+            raise invalid(f"status must be one of {', '.join(RunStatus.values)}.")
+        runs = runs.filter(status=status)
+    page = paginate(runs, RUN_ORDER, page_token=page_token, max_results=max_results)
+    return {"runs": [run_out(r) for r in page.rows], "next_page_token": page.next_page_token}
+
+
+@runs_router.get("/{run_id}", response={200: RunOut, **ERROR_RESPONSES})
+def get_run(request: HttpRequest, run_id: str) -> dict[str, Any]:
+    """A run with its status, progress and aggregate metrics."""
+    return run_out(find_run(request, run_id))
+
+
+@runs_router.post("/", response={202: RunOut, **ERROR_RESPONSES})
+def start_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
+    """Queue a run, as the run-start page does (admins and session leads; a session must be one you manage).
+    202: the background worker scores it; poll ``GET /{run_id}`` for progress."""
+    from labeling.access import managed_sessions
+
+    from .access import can_start_runs
+    from .runs import RunInputError, start_evaluation_run
+
+    if not can_start_runs(request.user):
+        _runs(request)  # 401/403 as the pages
+        raise denied("Only admins and session leads may start evaluation runs.")
+    chosen = [s for s in (payload.dataset, payload.session, payload.experiment) if s]
+    if len(chosen) != 1:
+        raise invalid("Give exactly one of dataset, session or experiment to run on.")
+    if payload.session and not managed_sessions(request.user).filter(name=payload.session).exists():
+        raise not_found(f"Labeling session {payload.session[:100]!r} does not exist.")
+    dataset = None
+    if payload.dataset:
+        dataset = find_dataset(request, payload.dataset).name if is_admin(request.user) else payload.dataset
+    arguments: dict[str, Any] = {"dataset": dataset, "session": payload.session}
+    if payload.experiment:
+        arguments.update(experiment=payload.experiment, filter_string=check_text(payload.filter_string, what="filter"))
+    try:
+        run = start_evaluation_run(
+            scorer_names=list(payload.scorers),
+            name=check_text(payload.name.strip(), what="name", max_length=200),
+            app_version=(payload.app_version or "").strip() or None,
+            started_by=request.user,
+            enqueue=True,
+            confirmed=payload.confirmed,
+            **arguments,
+        )
+    except RunInputError as error:
+        raise invalid(str(error)) from None
+    return Status(202, run_out(find_run(request, run.run_id)))
+
+
+@runs_router.post("/{run_id}/cancel", response={200: RunOut, **ERROR_RESPONSES})
+def cancel_run(request: HttpRequest, run_id: str) -> dict[str, Any]:
+    """Stop a queued or running run after its current batch (400 when it has already ended)."""
+    from .access import can_cancel
+    from .runs import cancel_evaluation_run
+
+    run = find_run(request, run_id)
+    if not can_cancel(request.user, run):
+        raise denied("Only admins, the lead who started the run and its session's leads may cancel it.")
+    if not cancel_evaluation_run(run=run):
+        raise invalid(f"The run has already ended ({run.status}): nothing to cancel.")
+    return run_out(find_run(request, run_id))
