@@ -422,3 +422,241 @@ def cancel_run(request: HttpRequest, run_id: str) -> dict[str, Any]:
     if not cancel_evaluation_run(run=run):
         raise invalid(f"The run has already ended ({run.status}): nothing to cancel.")
     return run_out(find_run(request, run_id))
+
+
+# ================================================================ registered scorers (/api/experiments/{id}/scorers/)
+
+scorers_router = Router(tags=["registered scorers"])
+
+
+class ScorerVersionOut(Schema):
+    version: int
+    action: str
+    status: str
+    scorer_name: str
+    sample_rate: float
+    filter_string: str
+    changed_by: str | None = None
+    create_time: str
+
+
+class RegisteredScorerOut(Schema):
+    name: str
+    scorer_name: str
+    experiment_id: str
+    status: str
+    sample_rate: float
+    filter_string: str
+    version: int
+    created_by: str | None = None
+    create_time: str
+    last_update_time: str
+    versions: list[ScorerVersionOut] = Field(description="Every change, oldest first.")
+
+
+class RegisteredScorersOut(Schema):
+    scorers: list[RegisteredScorerOut]
+
+
+class RegisterIn(Schema):
+    name: str = Field(min_length=1, max_length=100, description="Unique in the experiment; the verdicts' name.")
+    scorer_name: str = Field(min_length=1, max_length=200, description="The catalogue's scorer or judge.")
+    sample_rate: float = Field(0.0, description="0 to 1; above 0 starts sampling at once.")
+    filter_string: str = Field("", max_length=5000)
+
+
+class StartIn(Schema):
+    sample_rate: float = Field(description="Above 0, at most 1.")
+    filter_string: str | None = Field(None, max_length=5000)
+
+
+class UpdateIn(Schema):
+    sample_rate: float | None = Field(None, description="0 stops an active scorer; above 0 starts a stopped one.")
+    filter_string: str | None = Field(None, max_length=5000)
+
+
+def _monitored(request: HttpRequest, experiment_id: str) -> Any:
+    """The (live-traffic) experiment when the owner may watch monitoring (admins, leads); else 404."""
+    from traces.models import Experiment, ExperimentKind
+
+    from .monitoring.access import can_see_monitoring
+
+    experiment = None
+    if can_see_monitoring(request.user) and experiment_id.isascii() and experiment_id.isdigit():
+        experiment = Experiment.objects.filter(pk=int(experiment_id[:18]), kind=ExperimentKind.TRACES).first()
+    if experiment is None:
+        raise not_found(f"Experiment {experiment_id[:100]!r} does not exist.")
+    return experiment
+
+
+def _require_monitoring_change(request: HttpRequest) -> None:
+    from .monitoring.access import can_change_monitoring
+
+    if not can_change_monitoring(request.user):
+        raise denied("Only admins may change what production traffic is scored.")
+
+
+def _username(user: Any) -> str | None:
+    return user.get_username() if user else None
+
+
+def scorer_out(registration: Any) -> dict[str, Any]:
+    versions = sorted(registration.versions.all(), key=lambda v: v.version)
+    return {
+        "name": registration.name,
+        "scorer_name": registration.scorer_name,
+        "experiment_id": str(registration.experiment_id),
+        "status": registration.status,
+        "sample_rate": registration.sample_rate,
+        "filter_string": registration.filter_string,
+        "version": registration.version,
+        "created_by": _username(registration.created_by),
+        "create_time": registration.created_at.isoformat(),
+        "last_update_time": registration.updated_at.isoformat(),
+        "versions": [
+            {
+                "version": v.version,
+                "action": v.action,
+                "status": v.status,
+                "scorer_name": v.scorer_name,
+                "sample_rate": v.sample_rate,
+                "filter_string": v.filter_string,
+                "changed_by": _username(v.changed_by),
+                "create_time": v.created_at.isoformat(),
+            }
+            for v in versions
+        ],
+    }
+
+
+def _registrations(experiment: Any) -> Any:
+    from django.db.models import Prefetch
+
+    from .monitoring.models import RegisteredScorer, RegisteredScorerVersion
+
+    versions = RegisteredScorerVersion.objects.select_related("changed_by")
+    return (
+        RegisteredScorer.objects.filter(experiment=experiment)
+        .live()
+        .select_related("created_by")
+        .prefetch_related(Prefetch("versions", queryset=versions))
+        .order_by("name")
+    )
+
+
+def _registration(experiment: Any, name: str) -> Any:
+    found = _registrations(experiment).filter(name=name[:100]).first()
+    if found is None:
+        raise not_found(f"Experiment {experiment.name!r} has no scorer registered as {name[:100]!r}.")
+    return found
+
+
+def _registration_call(change: Any, where: Any, name: str | None = None, /, **kwargs: Any) -> dict[str, Any]:
+    from .monitoring.registrations import RegistrationError
+
+    try:
+        registration = change(**kwargs)
+    except RegistrationError as error:
+        message = str(error)
+        if "already has a scorer registered" in message:
+            raise ApiError(ErrorCode.RESOURCE_ALREADY_EXISTS, message) from None
+        raise invalid(message) from None
+    return scorer_out(_registration(where, name or registration.name))
+
+
+SCORER_RESPONSES: dict[int, Any] = {200: RegisteredScorerOut, **ERROR_RESPONSES}
+
+
+@scorers_router.get("/{experiment_id}/scorers/", response={200: RegisteredScorersOut, **ERROR_RESPONSES})
+def list_scorers(request: HttpRequest, experiment_id: str) -> dict[str, Any]:
+    """The scorers registered on the experiment (not deleted), each with its versions; admins and leads."""
+    return {"scorers": [scorer_out(r) for r in _registrations(_monitored(request, experiment_id))]}
+
+
+@scorers_router.get("/{experiment_id}/scorers/{name}", response=SCORER_RESPONSES)
+def get_scorer(request: HttpRequest, experiment_id: str, name: str) -> dict[str, Any]:
+    return scorer_out(_registration(_monitored(request, experiment_id), name))
+
+
+@scorers_router.post("/{experiment_id}/scorers/", response={201: RegisteredScorerOut, 409: ErrorOut, **ERROR_RESPONSES})
+def register(request: HttpRequest, experiment_id: str, payload: RegisterIn) -> Status[dict[str, Any]]:
+    """MLflow's ``scorer.register()`` (then ``.start()`` when sample_rate > 0); admins only."""
+    from .monitoring.registrations import register_scorer
+
+    experiment = _monitored(request, experiment_id)
+    _require_monitoring_change(request)
+    out = _registration_call(
+        register_scorer,
+        experiment,
+        experiment=experiment,
+        name=payload.name,
+        scorer_name=payload.scorer_name,
+        sample_rate=payload.sample_rate,
+        filter_string=check_text(payload.filter_string, what="filter_string"),
+        by=request.user,
+    )
+    return Status(201, out)
+
+
+@scorers_router.post("/{experiment_id}/scorers/{name}/start", response=SCORER_RESPONSES)
+def start(request: HttpRequest, experiment_id: str, name: str, payload: StartIn) -> dict[str, Any]:
+    """MLflow's ``scorer.start(sampling_config=…)``; admins only."""
+    from .monitoring.registrations import start_scorer
+
+    experiment = _monitored(request, experiment_id)
+    registration = _registration(experiment, name)
+    _require_monitoring_change(request)
+    return _registration_call(
+        start_scorer,
+        experiment,
+        name,
+        registration=registration,
+        sample_rate=payload.sample_rate,
+        filter_string=payload.filter_string,
+        by=request.user,
+    )
+
+
+@scorers_router.post("/{experiment_id}/scorers/{name}/stop", response=SCORER_RESPONSES)
+def stop(request: HttpRequest, experiment_id: str, name: str) -> dict[str, Any]:
+    """MLflow's ``scorer.stop()``: sample nothing more (its verdicts stay); admins only."""
+    from .monitoring.registrations import stop_scorer
+
+    experiment = _monitored(request, experiment_id)
+    registration = _registration(experiment, name)
+    _require_monitoring_change(request)
+    return _registration_call(stop_scorer, experiment, name, registration=registration, by=request.user)
+
+
+@scorers_router.patch("/{experiment_id}/scorers/{name}", response=SCORER_RESPONSES)
+def update(request: HttpRequest, experiment_id: str, name: str, payload: UpdateIn) -> dict[str, Any]:
+    """MLflow's ``scorer.update(sampling_config=…)``: the rate (0 to 1) and/or the filter; admins only."""
+    from .monitoring.registrations import update_scorer
+
+    experiment = _monitored(request, experiment_id)
+    registration = _registration(experiment, name)
+    _require_monitoring_change(request)
+    return _registration_call(
+        update_scorer,
+        experiment,
+        name,
+        registration=registration,
+        sample_rate=payload.sample_rate,
+        filter_string=payload.filter_string,
+        by=request.user,
+    )
+
+
+@scorers_router.delete("/{experiment_id}/scorers/{name}", response={204: None, **ERROR_RESPONSES})
+def delete(request: HttpRequest, experiment_id: str, name: str) -> Status[None]:
+    """MLflow's ``delete_scorer``: the name is free again; verdicts and history stay. Admins only."""
+    from .monitoring.registrations import RegistrationError, delete_scorer
+
+    experiment = _monitored(request, experiment_id)
+    registration = _registration(experiment, name)
+    _require_monitoring_change(request)
+    try:
+        delete_scorer(registration=registration, by=request.user)
+    except RegistrationError as error:
+        raise invalid(str(error)) from None
+    return Status(204, None)
