@@ -8,6 +8,7 @@ and a write a 403. Writes go through ``evaluation.services``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -660,3 +661,143 @@ def delete(request: HttpRequest, experiment_id: str, name: str) -> Status[None]:
     except RegistrationError as error:
         raise invalid(str(error)) from None
     return Status(204, None)
+
+
+# ================================================================ backfills (/api/backfills/)
+
+backfills_router = Router(tags=["backfills"])
+BACKFILL_ORDER = Ordering((SortKey("created_at", True, "datetime"), SortKey("id", True, "int")))
+
+
+class BackfillScorerIn(Schema):
+    name: str = Field(min_length=1, max_length=100, description="A scorer registered on the experiment.")
+    sample_rate: float | None = Field(None, description="0 to 1; empty: the registration's own rate.")
+
+
+class BackfillIn(Schema):
+    experiment_id: str = Field(max_length=20)
+    scorers: list[BackfillScorerIn] = Field(min_length=1, max_length=20)
+    start_time: datetime | None = Field(None, description="With a time zone; empty: the first trace.")
+    end_time: datetime | None = Field(None, description="With a time zone; empty: now.")
+
+
+class BackfillOut(Schema):
+    job_id: str
+    experiment_id: str
+    status: str
+    scorers: list[dict[str, Any]]
+    start_time: str | None = None
+    end_time: str | None = None
+    progress: ProgressOut
+    planned: bool = Field(description="All its work is queued: progress.total is final.")
+    rate_per_second: float | None = Field(None, description="Verdicts per second lately (single job reads only).")
+    eta_seconds: float | None = Field(None, description="Seconds left at that rate (single job reads only).")
+    error: str
+    created_by: str | None = None
+    create_time: str
+    started_time: str | None = None
+    finished_time: str | None = None
+
+
+class BackfillsOut(Schema):
+    backfills: list[BackfillOut]
+    next_page_token: str | None = None
+
+
+def backfill_out(job: Any, *, eta: bool = False) -> dict[str, Any]:
+    from .monitoring.backfill import rate_and_eta
+
+    rate, seconds = rate_and_eta(job) if eta else (None, None)
+    return {
+        "job_id": job.job_id,
+        "experiment_id": str(job.experiment_id),
+        "status": job.status,
+        "scorers": job.scorers,
+        "start_time": _time(job.start_time),
+        "end_time": _time(job.end_time),
+        "progress": {"done": job.progress_done, "total": job.progress_total, "percent": job.percent_done},
+        "planned": job.planned,
+        "rate_per_second": rate,
+        "eta_seconds": seconds,
+        "error": job.error,
+        "created_by": _username(job.created_by),
+        "create_time": job.created_at.isoformat(),
+        "started_time": _time(job.started_at),
+        "finished_time": _time(job.finished_at),
+    }
+
+
+def _jobs(request: HttpRequest) -> Any:
+    from traces.models import ExperimentKind
+
+    from .monitoring.access import can_see_monitoring
+    from .monitoring.models import BackfillJob
+
+    if not can_see_monitoring(request.user):
+        if request.method in ("GET", "HEAD"):
+            raise not_found("No such backfill.")
+        raise denied("Only admins may start or cancel backfills.")
+    return BackfillJob.objects.filter(experiment__kind=ExperimentKind.TRACES).select_related("created_by")
+
+
+def find_job(request: HttpRequest, job_id: str) -> Any:
+    job = _jobs(request).filter(job_id=job_id[:32]).first() if "\x00" not in job_id else None
+    if job is None:
+        raise not_found(f"Backfill {job_id[:100]!r} does not exist.")
+    return job
+
+
+@backfills_router.get("/", response={200: BackfillsOut, **ERROR_RESPONSES})
+def list_backfills(
+    request: HttpRequest,
+    experiment_id: str | None = None,
+    max_results: int | None = None,
+    page_token: str | None = None,
+) -> dict[str, Any]:
+    """Backfill jobs, newest first (admins and leads); ``experiment_id`` narrows to one experiment."""
+    jobs = _jobs(request)
+    if experiment_id is not None:
+        if not (experiment_id.isascii() and experiment_id.isdigit() and len(experiment_id) < 19):
+            raise invalid("experiment_id must be an experiment's id.")
+        jobs = jobs.filter(experiment_id=int(experiment_id))
+    page = paginate(jobs, BACKFILL_ORDER, page_token=page_token, max_results=max_results)
+    return {"backfills": [backfill_out(j) for j in page.rows], "next_page_token": page.next_page_token}
+
+
+@backfills_router.get("/{job_id}", response={200: BackfillOut, **ERROR_RESPONSES})
+def get_backfill(request: HttpRequest, job_id: str) -> dict[str, Any]:
+    """A job with its progress, rate and ETA."""
+    return backfill_out(find_job(request, job_id), eta=True)
+
+
+@backfills_router.post("/", response={202: BackfillOut, **ERROR_RESPONSES})
+def create_backfill(request: HttpRequest, payload: BackfillIn) -> Status[dict[str, Any]]:
+    """MLflow's ``backfill_scorers``: score the experiment's past traces in a time range; admins only."""
+    from .monitoring.backfill import BackfillError, start_backfill
+
+    _jobs(request)
+    experiment = _monitored(request, payload.experiment_id)
+    _require_monitoring_change(request)
+    try:
+        job = start_backfill(
+            experiment=experiment,
+            scorers=[(s.name, s.sample_rate) for s in payload.scorers],
+            start=payload.start_time,
+            end=payload.end_time,
+            by=request.user,
+        )
+    except BackfillError as error:
+        raise invalid(str(error)) from None
+    return Status(202, backfill_out(find_job(request, job.job_id), eta=True))
+
+
+@backfills_router.post("/{job_id}/cancel", response={200: BackfillOut, **ERROR_RESPONSES})
+def cancel(request: HttpRequest, job_id: str) -> dict[str, Any]:
+    """Stop the job: its queued work is dropped, what was scored stays (400 when it had ended). Admins only."""
+    from .monitoring.backfill import cancel_backfill
+
+    job = find_job(request, job_id)
+    _require_monitoring_change(request)
+    if not cancel_backfill(job=job):
+        raise invalid(f"The backfill has already ended ({job.status}): nothing to cancel.")
+    return backfill_out(find_job(request, job_id), eta=True)

@@ -19,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from evaluation.api import datasets_router, runs_router, scorers_router
+from evaluation.api import backfills_router, datasets_router, runs_router, scorers_router
 from traces.api import router as traces_router
 from traces.api_support import CODE_OF_STATUS, ApiError, ErrorCode, TokenAuth
 
@@ -40,6 +40,7 @@ api.add_router("/traces/", traces_router)
 api.add_router("/datasets/", datasets_router)
 api.add_router("/evaluation-runs/", runs_router)
 api.add_router("/experiments/", scorers_router)
+api.add_router("/backfills/", backfills_router)
 
 
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> JsonResponse:

@@ -113,3 +113,73 @@ def test_the_list_runs_constant_queries(as_admin: ApiClient, prod: Any) -> None:
         register_scorer(experiment=prod, name=f"s{i}", scorer_name="is_short", sample_rate=0.1)
     assert _queries(as_admin, prod) <= one
     assert [s["name"] for s in as_admin.get(url(prod)).json()["scorers"]] == [f"s{i}" for i in range(6)]
+
+
+# ---------------------------------------------------------------- backfills
+
+
+def test_admin_backfills_and_cancels(as_admin: ApiClient, prod: Any) -> None:
+    register_scorer(experiment=prod, name="short", scorer_name="is_short", sample_rate=0.5)
+    body = {"experiment_id": str(prod.pk), "scorers": [{"name": "short", "sample_rate": 1.0}]}
+    made = as_admin.post("/api/backfills/", {**body, "start_time": "2026-01-01T00:00:00Z"})
+    assert made.status_code == 202, made.content
+    job = made.json()
+    assert job["status"] == "queued" and job["experiment_id"] == str(prod.pk) and job["created_by"] == "admin"
+    assert job["progress"] == {"done": 0, "total": 0, "percent": 0} and job["start_time"].startswith("2026-01-01")
+    got = as_admin.get(f"/api/backfills/{job['job_id']}").json()
+    assert got["job_id"] == job["job_id"] and "eta_seconds" in got
+    listed = as_admin.get("/api/backfills/", {"experiment_id": str(prod.pk)}).json()["backfills"]
+    assert [j["job_id"] for j in listed] == [job["job_id"]]
+    cancelled = as_admin.post(f"/api/backfills/{job['job_id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert_error(as_admin.post(f"/api/backfills/{job['job_id']}/cancel"), 400, "INVALID_PARAMETER_VALUE")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"scorers": [{"name": "unregistered"}]},
+        {"scorers": []},
+        {"scorers": [{"name": "short", "sample_rate": 3}]},
+        {"start_time": "2026-01-01T00:00:00"},  # no time zone
+        {"start_time": "2026-02-01T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"},
+        {"start_time": "not a time"},
+    ],
+)
+def test_bad_backfills_are_400_and_start_nothing(as_admin: ApiClient, prod: Any, extra: dict[str, Any]) -> None:
+    from evaluation.monitoring.models import BackfillJob
+
+    register_scorer(experiment=prod, name="short", scorer_name="is_short", sample_rate=0.5)
+    body = {"experiment_id": str(prod.pk), "scorers": [{"name": "short"}], **extra}
+    assert_error(as_admin.post("/api/backfills/", body), 400, "INVALID_PARAMETER_VALUE")
+    assert not BackfillJob.objects.exists()
+
+
+def test_backfill_access_and_constant_queries(
+    anonymous: ApiClient, as_reviewer: ApiClient, as_lead: ApiClient, as_admin: ApiClient, world: World, prod: Any
+) -> None:
+    from evaluation.monitoring.backfill import start_backfill
+    from evaluation.monitoring.models import BackfillJob
+
+    register_scorer(experiment=prod, name="short", scorer_name="is_short", sample_rate=0.5)
+    job = start_backfill(experiment=prod, scorers=[("short", None)], enqueue=False)
+    for path in ("/api/backfills/", f"/api/backfills/{job.job_id}"):
+        assert_error(anonymous.get(path), 401, "UNAUTHENTICATED")
+        assert_error(as_reviewer.get(path), 404, "RESOURCE_DOES_NOT_EXIST")
+        assert as_lead.get(path).status_code == 200
+    body = {"experiment_id": str(prod.pk), "scorers": [{"name": "short"}]}
+    assert_error(as_reviewer.post("/api/backfills/", body), 403, "PERMISSION_DENIED")
+    assert_error(as_lead.post("/api/backfills/", body), 403, "PERMISSION_DENIED")
+    assert_error(as_lead.post(f"/api/backfills/{job.job_id}/cancel"), 403, "PERMISSION_DENIED")
+    assert BackfillJob.objects.get().status == "queued"
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert as_admin.get("/api/backfills/").status_code == 200
+        return len(captured)
+
+    one = queries()
+    for _ in range(5):
+        start_backfill(experiment=prod, scorers=[("short", None)], enqueue=False)
+    assert queries() <= one
+    assert len(as_admin.get("/api/backfills/", {"max_results": 4}).json()["backfills"]) == 4
