@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 api = NinjaAPI(
     title="Review app API",
     version="1",
-    description="Traces and assessments over HTTP, in MLflow 3's vocabulary. "
+    description="Traces and assessments, evaluation datasets (`/api/datasets/`), evaluation runs "
+    "(`/api/evaluation-runs/`), registered scorers (`/api/experiments/{experiment_id}/scorers/`) and backfills "
+    "(`/api/backfills/`) over HTTP, in MLflow 3's vocabulary. "
     "Authenticate with `Authorization: Bearer <API token>` (make one under Account → API tokens).",
     urls_namespace="api",
     auth=TokenAuth(),
