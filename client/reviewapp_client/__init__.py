@@ -1,0 +1,45 @@
+"""Python client for the review app's JSON API, in MLflow 3's vocabulary.
+
+import reviewapp_client
+reviewapp_client.configure(url="https://reviews.example.com", token="…")  # or REVIEWAPP_URL / REVIEWAPP_TOKEN
+df = reviewapp_client.search_traces(model_id="m-…")  # the columns of mlflow.search_traces
+"""
+
+from ._http import ApiClient, configure, get_client
+from .errors import ReviewAppError
+from .tracing import (
+    Trace,
+    TraceData,
+    TraceInfo,
+    delete_trace_tag,
+    get_trace,
+    log_expectation,
+    log_feedback,
+    override_feedback,
+    search_assessments,
+    search_traces,
+    set_trace_tag,
+    trace_ids_of,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ApiClient",
+    "ReviewAppError",
+    "Trace",
+    "TraceData",
+    "TraceInfo",
+    "__version__",
+    "configure",
+    "delete_trace_tag",
+    "get_client",
+    "get_trace",
+    "log_expectation",
+    "log_feedback",
+    "override_feedback",
+    "search_assessments",
+    "search_traces",
+    "set_trace_tag",
+    "trace_ids_of",
+]
