@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from evaluation.api import backfills_router, datasets_router, runs_router, scorers_router
 from labeling.api import schemas_router, sessions_router
 from traces.api import router as traces_router
 from traces.api_support import CODE_OF_STATUS, ApiError, ErrorCode, TokenAuth
@@ -29,7 +30,10 @@ logger = logging.getLogger(__name__)
 api = NinjaAPI(
     title="Review app API",
     version="1",
-    description="Traces and assessments over HTTP, in MLflow 3's vocabulary. "
+    description="Traces and assessments, label schemas (`/api/label-schemas/`), labeling sessions "
+    "(`/api/labeling-sessions/`), evaluation datasets (`/api/datasets/`), evaluation runs "
+    "(`/api/evaluation-runs/`), registered scorers (`/api/experiments/{experiment_id}/scorers/`) and backfills "
+    "(`/api/backfills/`) over HTTP, in MLflow 3's vocabulary. "
     "Authenticate with `Authorization: Bearer <API token>` (make one under Account → API tokens).",
     urls_namespace="api",
     auth=TokenAuth(),
@@ -39,6 +43,10 @@ api = NinjaAPI(
 api.add_router("/traces/", traces_router)
 api.add_router("/label-schemas/", schemas_router)
 api.add_router("/labeling-sessions/", sessions_router)
+api.add_router("/datasets/", datasets_router)
+api.add_router("/evaluation-runs/", runs_router)
+api.add_router("/experiments/", scorers_router)
+api.add_router("/backfills/", backfills_router)
 
 
 def error_response(code: ErrorCode, message: str, status: int | None = None) -> JsonResponse:

@@ -5,7 +5,7 @@ reviewapp_client.configure(url="https://reviews.example.com", token="…")  # or
 df = reviewapp_client.search_traces(model_id="m-…")  # the columns of mlflow.search_traces
 """
 
-from . import label_schemas, labeling
+from . import datasets, label_schemas, labeling
 from ._http import ApiClient, configure, get_client
 from .errors import ReviewAppError
 from .tracing import (
@@ -33,6 +33,7 @@ __all__ = [
     "TraceInfo",
     "__version__",
     "configure",
+    "datasets",
     "delete_trace_tag",
     "get_client",
     "get_trace",
