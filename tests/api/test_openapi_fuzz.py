@@ -25,6 +25,8 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.pytest.lazy import get_all_tests
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from labeling.models import InputType, LabelSchema
+from labeling.services import save_label_schema, set_session_schemas
 from tests.api.conftest import World
 from tests.factories import make_trace
 from traces.models import AssessmentKind, AssessmentSource
@@ -37,24 +39,40 @@ REQUESTS = {"sent": 0, "operations": 0}
 STATUSES: Counter[int] = Counter()  # by class: 2 for 2xx, 4 for 4xx
 
 
-def seed_data(world: World) -> dict[str, list[str]]:
-    """A few traces with feedback and expectations besides the world's session; the real ids the fuzzer
-    mixes into generated path parameters so operations reach their happy paths, not only 404s."""
+def seed_data(world: World, admin: User) -> dict[str, list[str]]:
+    """A few traces with feedback and expectations besides the world's session, a question in that
+    session; the real ids the fuzzer mixes into generated path parameters, by the parameter's name,
+    so operations reach their happy paths, not only 404s."""
     extra = [make_trace(experiment=world.experiment, name=f"fuzz-{i}", tags={"env": "dev"}) for i in range(3)]
     assessment_ids = []
     for trace in [*world.traces, *extra]:
         for kind, name, value in ((AssessmentKind.FEEDBACK, "correct", True), (AssessmentKind.EXPECTATION, "gt", "x")):
-            new = NewAssessment(
-                name=name, kind=kind, value=value, source_type=AssessmentSource.HUMAN, source_id="admin"
-            )
+            source = {"source_type": AssessmentSource.HUMAN, "source_id": "admin"}
+            new = NewAssessment(name=name, kind=kind, value=value, **source)
             assessment_ids.append(log_assessment(trace=trace, new=new).assessment_id)
-    trace_ids = [t.trace_id for t in [*world.traces, *extra]]
-    return {"trace_id": trace_ids, "assessment_id": assessment_ids, "session_id": [str(world.session.pk)]}
+    question = LabelSchema(name="correct", title="Is it correct?", input_type=InputType.PASS_FAIL)
+    question = save_label_schema(schema=question, changed_by=admin)
+    set_session_schemas(session=world.session, schemas=[question])
+    return {
+        "trace": [t.trace_id for t in [*world.traces, *extra]],
+        "assessment": assessment_ids,
+        "session": [str(world.session.pk)],
+        "schema": [str(question.pk), question.name],
+        "experiment": [str(world.experiment.pk), world.experiment.name],
+    }
+
+
+def known_ids(known: dict[str, list[str]], parameter: str) -> list[str]:
+    """The seeded ids for a path parameter such as ``trace_id`` or ``label_schema_id`` (none if unknown)."""
+    for kind in ("assessment", "trace", "session", "schema", "experiment"):  # most specific first
+        if kind in parameter:
+            return known[kind]
+    return []
 
 
 @pytest.fixture
 def api_schema(live_server: Any, world: World, tokens: dict[str, str], admin_user: User) -> Any:
-    known = seed_data(world)
+    known = seed_data(world, admin_user)
     config = schemathesis.Config.from_dict(
         {
             "seed": SEED,
@@ -70,7 +88,7 @@ def api_schema(live_server: Any, world: World, tokens: dict[str, str], admin_use
     @schema.hook
     def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
         """Half the time, the path's ids are ones that exist (generated ones are almost never)."""
-        real = {name: st.sampled_from(known[name]) for name in path_parameters or {} if name in known}
+        real = {name: st.sampled_from(ids) for name in path_parameters or {} if (ids := known_ids(known, name))}
         if not real:
             return st.just(path_parameters)
         return st.one_of(st.just(path_parameters), st.fixed_dictionaries(real).map(lambda r: {**path_parameters, **r}))
