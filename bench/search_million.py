@@ -3,7 +3,8 @@
 Builds ``bench_search_1m`` (1,000,000 ten-span traces, ~1 KB per span) once and reuses it while
 its marker row says it is complete; ``--traces N`` builds/uses ``bench_search_<N>`` for a quick
 run. Then, through the Django test client as a logged-in admin, times each page ``--runs`` times
-and prints median/p95 server time and query count against the targets.
+and prints median/p95 server time and query count against the targets; the JSON API's
+``GET /api/traces/`` (MLflow's ``search_traces``) is timed the same way with the admin's API token.
 
     python bench/search_million.py                  # 1M traces (the first build takes a while)
     python bench/search_million.py --traces 20000   # a quick run
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import psycopg
 from _common import ADMIN_URL, median, percentile
@@ -131,6 +133,7 @@ def measure(traces: int, runs: int) -> bool:
     from traces.models import Trace
     from traces.pagination import Ordering, encode_cursor
     from traces.search import parse_order_by
+    from traces.tokens import create_api_token
 
     call_command("collectstatic", "--noinput", verbosity=0)  # DEBUG is off, as in production
     admin, _ = User.objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
@@ -156,7 +159,7 @@ def measure(traces: int, runs: int) -> bool:
     slow, fast = "execution_time_ms DESC", "execution_time_ms ASC"
     experiment = str(explorable.values_list("experiment", flat=True)[0])
     L, S = LIST_TARGET_MS, SEARCH_TARGET_MS
-    pages: list[tuple[str, float, str, dict[str, str]]] = [
+    pages: list[tuple[str, float, str, dict[str, Any]]] = [
         ("list, unfiltered (newest first)", L, list_url, {}),
         (f"list, cursor after row {deep:,} (page {deep // 50:,})", L, list_url, {"after": cursor_at(deep)}),
         ("list, cursor 50 rows from the end", L, list_url, {"after": cursor_at(traces - 60)}),
@@ -215,6 +218,36 @@ def measure(traces: int, runs: int) -> bool:
         ("add-to-session preview, unfiltered", L, add_url, {}),
         ("exact count on demand, unfiltered", 0, list_url, {"count": "exact", "_htmx": "trace-count"}),
     ]
+    # The JSON API's search_traces (GET /api/traces/, 100 trace infos a page), as MLflow's client calls it.
+    api_url, api_page = "/api/traces/", {"max_results": "100"}
+    api_pages: list[tuple[str, float, str, dict[str, Any]]] = [
+        ("API search_traces, no filter (newest first)", L, api_url, {}),
+        ("API search_traces, filter tags.env = 'dev'", L, api_url, {"filter_string": "tags.env = 'dev'"}),
+        (
+            "API search_traces, filter metadata.`mlflow.modelId` = 'm-support-v3'",
+            L,
+            api_url,
+            {"filter_string": "metadata.`mlflow.modelId` = 'm-support-v3'"},
+        ),
+        ("API search_traces, model_id=m-support-v3", L, api_url, {"model_id": "m-support-v3"}),
+        ("API search_traces, order_by timestamp_ms ASC", L, api_url, {"order_by": "timestamp_ms ASC"}),
+        ("API search_traces, order_by execution_time_ms DESC", L, api_url, {"order_by": slow}),
+        (
+            "API search_traces, feedback.correctness = 'yes'",
+            L,
+            api_url,
+            {"filter_string": "feedback.correctness = 'yes'"},
+        ),
+        (
+            f"API search_traces, page_token after row {deep:,}",
+            L,
+            api_url,
+            {"page_token": cursor_at(deep)},
+        ),
+    ]
+    token = create_api_token(user=admin, name="bench-search")[1]
+    api_headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    pages += [(label, target, url, {**api_page, **params, "_api": "1"}) for label, target, url, params in api_pages]
     rows: list[tuple[str, ...]] = []
     failed = False
 
@@ -249,8 +282,10 @@ def measure(traces: int, runs: int) -> bool:
         params = dict(params)
         target_header = params.pop("_htmx", None)
         headers = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": target_header} if target_header else {}
+        if params.pop("_api", None):
+            headers = api_headers
 
-        def get(url: str = url, params: dict[str, str] = params, headers: dict[str, str] = headers) -> None:
+        def get(url: str = url, params: dict[str, Any] = params, headers: dict[str, str] = headers) -> None:
             response = client.get(url, params, **headers)
             assert response.status_code == 200, (url, params, response.status_code)
 

@@ -124,3 +124,14 @@ def assert_error(response: Any, status: int, code: str, *words: str) -> dict[str
         assert word in body["message"], body
     assert "Traceback" not in body["message"]
     return body
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many requests the OpenAPI fuzz sent (when it ran), for the record."""
+    import sys
+
+    fuzz = sys.modules.get("tests.api.test_openapi_fuzz")
+    if fuzz is not None and fuzz.REQUESTS["sent"]:
+        by_class = ", ".join(f"{n} {k}xx" for k, n in sorted(fuzz.STATUSES.items()))
+        sent, operations = fuzz.REQUESTS["sent"], fuzz.REQUESTS["operations"]
+        terminalreporter.write_line(f"OpenAPI fuzz: {sent} requests to {operations} operations ({by_class})")
