@@ -69,7 +69,7 @@ class DatasetsOut(Schema):
     next_page_token: str | None = None
 
 
-class SourceIn(Schema):
+class RecordSourceIn(Schema):
     source_type: str = Field(SourceType.TRACE, description="TRACE, HUMAN, CODE or DOCUMENT.")
     source_data: dict[str, Any] = Field(default_factory=dict)
 
@@ -78,7 +78,7 @@ class RecordIn(Schema):
     inputs: dict[str, Any]
     outputs: Any = None
     expectations: dict[str, Any] | None = None
-    source: SourceIn | None = None
+    source: RecordSourceIn | None = None
     tags: dict[str, str] | None = None
 
 
@@ -243,7 +243,7 @@ runs_router = Router(tags=["evaluation runs"])
 RUN_ORDER = Ordering((SortKey("created_at", True, "datetime"), SortKey("id", True, "int")))
 
 
-class ProgressOut(Schema):
+class JobProgressOut(Schema):
     done: int
     total: int
     percent: int
@@ -261,7 +261,7 @@ class RunOut(Schema):
     filter_string: str
     scorers: list[str]
     app_version: str
-    progress: ProgressOut
+    progress: JobProgressOut
     metrics: dict[str, Any] = Field(description="MLflow-style aggregates: '<scorer>/mean' and friends.")
     error: str
     started_by: str | None = None
@@ -688,7 +688,7 @@ class BackfillOut(Schema):
     scorers: list[dict[str, Any]]
     start_time: str | None = None
     end_time: str | None = None
-    progress: ProgressOut
+    progress: JobProgressOut
     planned: bool = Field(description="All its work is queued: progress.total is final.")
     rate_per_second: float | None = Field(None, description="Verdicts per second lately (single job reads only).")
     eta_seconds: float | None = Field(None, description="Seconds left at that rate (single job reads only).")

@@ -242,7 +242,7 @@ class SessionIn(Schema):
     leads: list[str] = Field(default_factory=list, description="User names of the session leads.")
 
 
-class ProgressOut(Schema):
+class SessionProgressOut(Schema):
     done: int
     total: int
 
@@ -263,7 +263,7 @@ class SessionOut(Schema):
     blind: bool
     assignment_mode: str
     item_count: int
-    progress: ProgressOut
+    progress: SessionProgressOut
     created_at: str
     updated_at: str
 

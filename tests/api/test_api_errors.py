@@ -198,3 +198,21 @@ def test_too_many_query_parameters_are_400(as_admin: ApiClient, world: World) ->
 def test_every_trace_endpoint_is_404_for_an_unknown_trace(as_admin: ApiClient, world: World, method, template, body):
     path = _path(template, world).replace(world.traces[0].trace_id, "tr-00000000000000000000000000000000")
     assert_error(as_admin.request(method, path, body), 404, "RESOURCE_DOES_NOT_EXIST", "tr-0000")
+
+
+def test_every_api_schema_has_its_own_name() -> None:
+    """ninja names OpenAPI components after the schema classes: two of one name would silently share one."""
+    import inspect
+
+    from ninja import Schema
+
+    import evaluation.api
+    import labeling.api
+    import traces.api
+
+    seen: dict[str, str] = {}
+    for module in (traces.api, labeling.api, evaluation.api):
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, Schema) and value.__module__ == module.__name__:
+                assert name not in seen, f"{name} is defined in {seen[name]} and {module.__name__}"
+                seen[name] = module.__name__
