@@ -24,3 +24,16 @@ def test_create_merge_and_read_back(admin_client: ApiClient, transactional_db: N
     assert list(df["expectations"]) == [{"expected_response": "An ML platform"}]
     with pytest.raises(ReviewAppError):
         create_dataset(name="golden")
+
+
+def test_search_datasets_and_records(admin_client: ApiClient, transactional_db: None) -> None:
+    from reviewapp_client.datasets import search_datasets
+
+    first = create_dataset(name="first")
+    create_dataset(name="second")
+    first.merge_records([{"inputs": {"q": f"question {i}"}, "expectations": {"n": i}} for i in range(3)])
+    assert [d.name for d in search_datasets()] == ["second", "first"]  # newest first
+    assert [d.name for d in search_datasets(max_results=1)] == ["second"]
+    records = get_dataset(name="first").records
+    assert sorted(r["inputs"]["q"] for r in records) == ["question 0", "question 1", "question 2"]
+    assert {r["inputs"]["q"]: r["expectations"]["n"] for r in records} == {f"question {i}": i for i in range(3)}
