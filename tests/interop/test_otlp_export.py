@@ -36,8 +36,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
 
 def export_with_mlflow(app: AppServer, work_dir: Path, **extra_env: str) -> str:
     """Run the traced app with OTLP export pointed at ``app``; returns the MLflow trace id it printed."""
+    # mlflow.set_experiment in an earlier test of this process exports MLFLOW_EXPERIMENT_ID, which names
+    # nothing in the app's own fresh tracking store (set_active_model then fails): the app starts clean.
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
     env = {
-        **os.environ,
+        **inherited,
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{app.url}/v1/traces",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-mlflow-experiment-id={EXPERIMENT},authorization=Bearer%20{app.token}",
