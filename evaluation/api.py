@@ -552,16 +552,23 @@ def _registration(experiment: Any, name: str) -> Any:
     return found
 
 
+def _registration_to_change(request: HttpRequest, experiment_id: str, name: str) -> tuple[Any, Any]:
+    """The experiment and its registration ``name`` (404s first, as reads give them), if the token may change it."""
+    experiment = _monitored(request, experiment_id)
+    registration = _registration(experiment, name)
+    _require_monitoring_change(request)
+    return experiment, registration
+
+
 def _registration_call(change: Any, where: Any, name: str | None = None, /, **kwargs: Any) -> dict[str, Any]:
-    from .monitoring.registrations import RegistrationError
+    from .monitoring.registrations import RegistrationError, RegistrationExists
 
     try:
         registration = change(**kwargs)
+    except RegistrationExists as error:
+        raise ApiError(ErrorCode.RESOURCE_ALREADY_EXISTS, str(error)) from None
     except RegistrationError as error:
-        message = str(error)
-        if "already has a scorer registered" in message:
-            raise ApiError(ErrorCode.RESOURCE_ALREADY_EXISTS, message) from None
-        raise invalid(message) from None
+        raise invalid(str(error)) from None
     return scorer_out(_registration(where, name or registration.name))
 
 
@@ -604,9 +611,7 @@ def start(request: HttpRequest, experiment_id: str, name: str, payload: StartIn)
     """MLflow's ``scorer.start(sampling_config=…)``; admins only."""
     from .monitoring.registrations import start_scorer
 
-    experiment = _monitored(request, experiment_id)
-    registration = _registration(experiment, name)
-    _require_monitoring_change(request)
+    experiment, registration = _registration_to_change(request, experiment_id, name)
     return _registration_call(
         start_scorer,
         experiment,
@@ -623,9 +628,7 @@ def stop(request: HttpRequest, experiment_id: str, name: str) -> dict[str, Any]:
     """MLflow's ``scorer.stop()``: sample nothing more (its verdicts stay); admins only."""
     from .monitoring.registrations import stop_scorer
 
-    experiment = _monitored(request, experiment_id)
-    registration = _registration(experiment, name)
-    _require_monitoring_change(request)
+    experiment, registration = _registration_to_change(request, experiment_id, name)
     return _registration_call(stop_scorer, experiment, name, registration=registration, by=request.user)
 
 
@@ -634,9 +637,7 @@ def update(request: HttpRequest, experiment_id: str, name: str, payload: UpdateI
     """MLflow's ``scorer.update(sampling_config=…)``: the rate (0 to 1) and/or the filter; admins only."""
     from .monitoring.registrations import update_scorer
 
-    experiment = _monitored(request, experiment_id)
-    registration = _registration(experiment, name)
-    _require_monitoring_change(request)
+    experiment, registration = _registration_to_change(request, experiment_id, name)
     return _registration_call(
         update_scorer,
         experiment,
@@ -653,9 +654,7 @@ def delete(request: HttpRequest, experiment_id: str, name: str) -> Status[None]:
     """MLflow's ``delete_scorer``: the name is free again; verdicts and history stay. Admins only."""
     from .monitoring.registrations import RegistrationError, delete_scorer
 
-    experiment = _monitored(request, experiment_id)
-    registration = _registration(experiment, name)
-    _require_monitoring_change(request)
+    _, registration = _registration_to_change(request, experiment_id, name)
     try:
         delete_scorer(registration=registration, by=request.user)
     except RegistrationError as error:

@@ -35,6 +35,10 @@ class RegistrationError(ValueError):
     """The change cannot be made; the message says why in one line."""
 
 
+class RegistrationExists(RegistrationError):
+    """The experiment already has a live registration of that name."""
+
+
 def check_rate(sample_rate: float) -> float:
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float) or math.isnan(sample_rate):
         raise RegistrationError("the sample rate must be a number from 0 to 1")
@@ -122,7 +126,7 @@ def register_scorer(
     with transaction.atomic():
         _lock_experiment(experiment)
         if RegisteredScorer.objects.filter(experiment=experiment, name=name).live().exists():
-            raise RegistrationError(f"experiment {experiment.name!r} already has a scorer registered as {name!r}")
+            raise RegistrationExists(f"experiment {experiment.name!r} already has a scorer registered as {name!r}")
         if rate > 0:
             _check_active_limit(experiment)
         now = timezone.now()
