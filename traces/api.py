@@ -205,10 +205,15 @@ def _short(value: str) -> str:
     return repr(value[:100] + ("…" if len(value) > 100 else ""))
 
 
+def _could_be_trace_id(text: str) -> bool:
+    """Whether the column could hold ``text``: longer ones, or a NUL (which PostgreSQL refuses), name no trace."""
+    return len(text) <= Trace._meta.get_field("trace_id").max_length and "\x00" not in text
+
+
 def readable_trace(request: HttpRequest, trace_id: str) -> Trace:
     """The trace ``trace_id`` if the token's owner may read it; else a 404 (as if it did not exist)."""
     trace = None
-    if len(trace_id) <= Trace._meta.get_field("trace_id").max_length and "\x00" not in trace_id:
+    if _could_be_trace_id(trace_id):
         trace = readable_traces(request.user).select_related("experiment").filter(trace_id=trace_id).first()
     if trace is None:
         raise not_found(f"Trace {_short(trace_id)} does not exist.")
@@ -345,8 +350,7 @@ def batch_get_traces(request: HttpRequest, payload: BatchGetIn) -> dict[str, Any
     """Several traces as MLflow's ``Trace.to_dict()``, with every span, in one request (constant queries)."""
     if len(payload.trace_ids) > MAX_BATCH_GET:
         raise invalid(f"trace_ids has {len(payload.trace_ids)} ids; at most {MAX_BATCH_GET} are accepted.")
-    limit = Trace._meta.get_field("trace_id").max_length
-    wanted = [t for t in dict.fromkeys(payload.trace_ids) if len(t) <= limit and "\x00" not in t]
+    wanted = [t for t in dict.fromkeys(payload.trace_ids) if _could_be_trace_id(t)]
     found = dict(readable_traces(request.user).filter(trace_id__in=wanted).values_list("trace_id", "pk"))
     rendered = trace_dicts(list(found.values()))
     return {"traces": [rendered[found[t]] for t in wanted if t in found]}
