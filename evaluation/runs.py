@@ -43,6 +43,7 @@ from .scorers.runner import (
     score_items,
     write_results,
 )
+from .services import record_source_traces
 from .trace_records import trace_inputs_key
 
 BATCH_SIZE = 250
@@ -82,19 +83,6 @@ def _pick_scorers(names: list[str]) -> list[ScorerInfo]:
         raise RunInputError(str(error)) from error
 
 
-def _dataset_targets(dataset: EvaluationDataset) -> list[tuple[int, int | None]]:
-    """(trace pk, record pk) for the records whose source trace is stored here."""
-    records = list(dataset.records.order_by("id").values_list("pk", "source_data"))
-    trace_ids = {data.get("trace_id") for _, data in records if isinstance(data, dict) and data.get("trace_id")}
-    pks = dict(Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "pk"))
-    targets: dict[int, int | None] = {}
-    for record_pk, data in records:
-        trace_pk = pks.get(data.get("trace_id")) if isinstance(data, dict) else None
-        if trace_pk is not None:
-            targets.setdefault(trace_pk, record_pk)
-    return list(targets.items())
-
-
 def _targets(
     *, dataset: str | None, session: str | None, filter_string: str | None, experiment: str | None
 ) -> tuple[str, dict[str, Any], list[tuple[int, int | None]]]:
@@ -107,7 +95,10 @@ def _targets(
         found = EvaluationDataset.objects.filter(name=dataset).first()
         if found is None:
             raise RunInputError(f"no dataset named {dataset!r}")
-        targets = _dataset_targets(found)
+        first_record: dict[int, int | None] = {}
+        for trace_pk, record_pk in record_source_traces(found):
+            first_record.setdefault(trace_pk, record_pk)
+        targets = list(first_record.items())
         if not targets:
             raise RunInputError(f"dataset {dataset!r} has no records whose source trace is stored here")
         return RunSource.DATASET, {"dataset": found, "source_label": found.name}, targets

@@ -43,6 +43,19 @@ def clean_dataset_name(name: str) -> str:
     return name
 
 
+def record_source_traces(dataset: EvaluationDataset, record_ids: Iterable[int] | None = None) -> list[tuple[int, int]]:
+    """(trace pk, record pk) for the dataset's records whose source trace is stored here, in record
+    order (two records may share a trace). ``record_ids`` narrows the records. Two queries."""
+    records = dataset.records.order_by("id")
+    if record_ids is not None:
+        records = records.filter(pk__in=list(record_ids))
+    rows = list(records.values_list("pk", "source_data"))
+    trace_ids = {data.get("trace_id") for _, data in rows if isinstance(data, dict) and data.get("trace_id")}
+    pks = dict(Trace.objects.filter(trace_id__in=trace_ids).values_list("trace_id", "pk"))
+    found = ((pks.get(data.get("trace_id")) if isinstance(data, dict) else None, pk) for pk, data in rows)
+    return [(trace_pk, record_pk) for trace_pk, record_pk in found if trace_pk is not None]
+
+
 def get_or_create_dataset(
     *, name: str, created_by: AbstractBaseUser | None = None, description: str = ""
 ) -> EvaluationDataset:

@@ -35,7 +35,7 @@ from traces.search import FilterError, apply_filter, parse_filter
 
 from . import services
 from .access import can_manage, is_admin, reviewable_sessions, visible_items
-from .copies import session_run_id
+from .copies import session_pk_from_run_id, session_run_id
 from .models import CONFIG_FIELDS, INPUT_FIELDS, LabelingSession, LabelSchema, SessionSchema
 
 schemas_router = Router(tags=["label schemas"])
@@ -319,6 +319,9 @@ class SyncOut(Schema):
     dataset_id: int
     dataset_name: str
     records_merged: int
+    ties_left_out: list[str] = Field(
+        default_factory=list, description="Answers the consensus policy left out because reviewers split evenly."
+    )
 
 
 def _sessions() -> Any:
@@ -433,10 +436,20 @@ def create_labeling_session(request: HttpRequest, payload: SessionIn) -> Status[
 
 @sessions_router.get("/", response={200: SessionsOut, **ERROR_RESPONSES}, exclude_unset=True)
 def list_labeling_sessions(
-    request: HttpRequest, max_results: int | None = None, page_token: str | None = None
+    request: HttpRequest,
+    max_results: int | None = None,
+    page_token: str | None = None,
+    name: str | None = None,
+    mlflow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """``mlflow.genai.labeling.get_labeling_sessions``: the sessions the token's owner may open, newest first."""
+    """``mlflow.genai.labeling.get_labeling_sessions``: the sessions the token's owner may open, newest first.
+    ``name`` or ``mlflow_run_id`` narrows to the one session with it (``get_labeling_session(run_id)``)."""
     sessions = _sessions().filter(pk__in=reviewable_sessions(request.user).values("pk"))
+    if name is not None:
+        sessions = sessions.filter(name=check_text(name, what="name", max_length=200))
+    if mlflow_run_id is not None:
+        pk = session_pk_from_run_id(check_text(mlflow_run_id, what="mlflow_run_id", max_length=64))
+        sessions = sessions.filter(pk=pk) if pk is not None else sessions.none()
     page = paginate(sessions, SESSION_ORDER, page_token=page_token, max_results=max_results)
     result: dict[str, Any] = {"labeling_sessions": [session_out(request, s) for s in page.rows]}
     if page.next_page_token:
@@ -491,6 +504,59 @@ def add_traces(request: HttpRequest, session_id: int, payload: AddTracesIn) -> d
             raise invalid(f"filter_string: {exc}") from None
         result = services.add_traces_to_session(session=session, traces=traces)
     return {"added": result.added, "already_there": result.already_there}
+
+
+class AddDatasetIn(Schema):
+    dataset_name: str | None = Field(None, description="The dataset's name (or give dataset_id).")
+    dataset_id: int | None = None
+    record_ids: list[str] | None = Field(
+        None, description="Only these records (their dataset_record_id); empty: every record."
+    )
+
+
+class AddDatasetOut(Schema):
+    added: int
+    already_there: int
+    records_without_trace: int = Field(description="Records whose source trace is not stored here (not added).")
+
+
+@sessions_router.post("/{int:session_id}/datasets", response={200: AddDatasetOut, **ERROR_RESPONSES})
+def add_dataset(request: HttpRequest, session_id: int, payload: AddDatasetIn) -> dict[str, Any]:
+    """``LabelingSession.add_dataset``: add the source traces of a dataset's records (all, or ``record_ids``).
+    A record whose trace is not stored here cannot be reviewed and is counted, not added; an unknown
+    record id adds nothing. Managers of the session who may read datasets (admins)."""
+    from evaluation.api import find_dataset
+    from evaluation.services import record_source_traces
+    from traces.models import Trace
+
+    session = _managed_session(request, session_id)
+    _require_admin(request, "add a dataset's records to a session (datasets are theirs)")
+    if (payload.dataset_name is None) == (payload.dataset_id is None):
+        raise invalid("Send exactly one of dataset_name or dataset_id.")
+    if payload.dataset_id is not None:
+        reference = str(payload.dataset_id) if 0 < payload.dataset_id < 2**63 else "0"
+    else:
+        reference = check_text(payload.dataset_name or "", what="dataset_name", max_length=200)
+    dataset = find_dataset(request, reference)
+    record_pks = None
+    if payload.record_ids is not None:
+        if len(payload.record_ids) > MAX_TRACE_IDS:
+            raise invalid(f"record_ids has {len(payload.record_ids)} ids; at most {MAX_TRACE_IDS} are accepted.")
+        wanted = list(dict.fromkeys(check_text(r, what="record_ids", max_length=20) for r in payload.record_ids))
+        record_pks = [int(r) for r in wanted if r.isascii() and r.isdigit() and len(r) < 19]
+        known = set(dataset.records.filter(pk__in=record_pks).values_list("pk", flat=True))
+        unknown = [r for r in wanted if not (r.isascii() and r.isdigit() and len(r) < 19 and int(r) in known)]
+        if unknown:
+            raise not_found(f"record_ids: dataset {dataset.name!r} has no record {unknown[0][:100]!r}.")
+        asked = len(wanted)
+    else:
+        asked = dataset.records.count()
+    targets = record_source_traces(dataset, record_pks)
+    if not targets:
+        raise invalid(f"Dataset {dataset.name!r} has no records whose source trace is stored here.")
+    traces = Trace.objects.filter(pk__in=[trace_pk for trace_pk, _ in targets])
+    result = services.add_traces_to_session(session=session, traces=traces)
+    return {"added": result.added, "already_there": result.already_there, "records_without_trace": asked - len(targets)}
 
 
 def _add_records(request: HttpRequest, session: LabelingSession, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -583,7 +649,7 @@ def sync(request: HttpRequest, session_id: int, payload: SyncIn) -> dict[str, An
             raise not_found(f"Dataset {payload.dataset_id} does not exist.")
         name = dataset.name
     try:
-        dataset, merged, _stats = save_session_labels(
+        dataset, merged, stats = save_session_labels(
             sessions=[session],
             dataset_name=check_text(name or "", what="dataset_name", max_length=200),
             policy=payload.policy,
@@ -594,4 +660,9 @@ def sync(request: HttpRequest, session_id: int, payload: SyncIn) -> dict[str, An
         raise _refused(exc) from None
     except ExportError as exc:
         raise invalid(str(exc)) from None
-    return {"dataset_id": dataset.pk, "dataset_name": dataset.name, "records_merged": merged.created + merged.updated}
+    return {
+        "dataset_id": dataset.pk,
+        "dataset_name": dataset.name,
+        "records_merged": merged.created + merged.updated,
+        "ties_left_out": stats.ties[:1000],
+    }

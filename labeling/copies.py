@@ -53,10 +53,11 @@ def session_run_id(session_pk: int) -> str:
 
 
 def session_pk_from_run_id(run_id: str) -> int | None:
-    """The session id a ``session_run_id`` names, or None for any other run id."""
+    """The session id a ``session_run_id`` names, or None for any other run id (or one past a row id's range)."""
     if len(run_id) != 32 or not run_id.startswith(RUN_ID_PREFIX):
         return None
     try:
-        return int(run_id[len(RUN_ID_PREFIX) :], 16)
+        pk = int(run_id[len(RUN_ID_PREFIX) :], 16)
     except ValueError:
         return None
+    return pk if pk < 2**63 else None

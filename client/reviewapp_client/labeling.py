@@ -1,6 +1,7 @@
 """``mlflow.genai.labeling`` over the review app's API: ``create_labeling_session``,
 ``get_labeling_sessions``, ``get_labeling_session``, ``delete_labeling_session`` and
-:class:`LabelingSession` (``add_traces``, ``set_assigned_users``, ``sync``, ``url``, ``mlflow_run_id``)."""
+:class:`LabelingSession` (``add_traces``, ``add_dataset``, ``set_assigned_users``, ``sync``, ``url``,
+``mlflow_run_id``)."""
 
 from __future__ import annotations
 
@@ -87,13 +88,25 @@ class LabelingSession:
                 get_client().post(self._path("/traces"), json={"trace_ids": ids})
         return self.refresh()
 
+    def add_dataset(self, dataset_name: str, record_ids: list[str] | None = None) -> LabelingSession:
+        """Add the source traces of a dataset's records (all, or ``record_ids``: their
+        ``dataset_record_id``). Records whose trace is not stored in the app are left out (admins)."""
+        body: dict[str, Any] = {"dataset_name": dataset_name}
+        if record_ids is not None:
+            body["record_ids"] = [str(r) for r in record_ids]
+        get_client().post(self._path("/datasets"), json=body)
+        return self.refresh()
+
     def set_assigned_users(self, assigned_users: list[str]) -> LabelingSession:
         self._data = get_client().put(self._path("/assigned-users"), json={"assigned_users": list(assigned_users)})
         return self
 
-    def sync(self, to_dataset: str) -> dict[str, Any]:
-        """Merge the session's labels into the evaluation dataset named ``to_dataset`` (created if new)."""
-        return get_client().post(self._path("/sync"), json={"dataset_name": to_dataset})
+    def sync(self, to_dataset: str, *, policy: str = "latest", include_feedback: bool = False) -> dict[str, Any]:
+        """Merge the session's labels into the evaluation dataset named ``to_dataset`` (created if new).
+        ``policy``: ``latest`` answer, ``consensus`` (ties left out, listed in ``ties_left_out``) or
+        ``adjudicated`` (a lead's final answer, else consensus). ``include_feedback`` adds feedback as tags."""
+        body = {"dataset_name": to_dataset, "policy": policy, "include_feedback": include_feedback}
+        return get_client().post(self._path("/sync"), json=body)
 
     def items(self) -> list[dict[str, Any]]:
         return list(get_client().paginate(self._path("/items"), "items", {"max_results": 500}))
@@ -131,11 +144,12 @@ def get_labeling_session(run_id: str | None = None, *, name: str | None = None) 
         raise ReviewAppError("INVALID_PARAMETER_VALUE", "Pass exactly one of run_id or name.")
     if run_id is not None and str(run_id).isdigit() and len(str(run_id)) < 19:
         return LabelingSession(get_client().get(f"{PATH}{run_id}"))
-    for session in get_labeling_sessions():
-        if (run_id is not None and session.mlflow_run_id == run_id) or (name is not None and session.name == name):
-            return session
-    what = f"run id {run_id!r}" if run_id is not None else f"name {name!r}"
-    raise ReviewAppError("RESOURCE_DOES_NOT_EXIST", f"No labeling session with {what}.", 404)
+    query = {"mlflow_run_id": str(run_id)} if run_id is not None else {"name": str(name)}
+    found = get_client().get(PATH, params=query)["labeling_sessions"]
+    if not found:
+        what = f"run id {run_id!r}" if run_id is not None else f"name {name!r}"
+        raise ReviewAppError("RESOURCE_DOES_NOT_EXIST", f"No labeling session with {what}.", 404)
+    return LabelingSession(found[0])
 
 
 def delete_labeling_session(labeling_session: LabelingSession) -> None:

@@ -245,3 +245,107 @@ def test_hostile_input_is_a_4xx_and_changes_nothing(as_admin: ApiClient, world: 
     assert list(world.session.reviewers.values_list("username", flat=True)) == ["reviewer"]
     after = (LabelingSession.objects.count(), LabelSchema.objects.count(), world.session.items.count())
     assert after == before
+
+
+def test_sync_policies_over_the_api(as_admin: ApiClient) -> None:
+    """consensus leaves tied answers out and says which; adjudicated takes a lead's final answer."""
+    from django.contrib.auth.models import User
+
+    from labeling import adjudication
+
+    session = make_labeled_session()
+    one = f"{URL}{session.pk}/sync"
+    out = as_admin.post(one, {"dataset_name": "consensus", "policy": "consensus"}).json()
+    records = EvaluationDataset.objects.get(name="consensus").records.order_by("id")
+    assert out["records_merged"] == 1 == records.count()
+    assert records[0].expectations["expected_response"] == "Take 81 mg"
+    assert any(t.endswith("/ expected_response") for t in out["ties_left_out"])
+    assert any(t.endswith("/ expected_facts") for t in out["ties_left_out"])
+    latest = as_admin.post(one, {"dataset_name": "latest"}).json()
+    assert latest["records_merged"] == 2 and latest["ties_left_out"] == []
+
+    lead = User.objects.create_user("cardio-lead")
+    services.set_session_leads(session=session, leads=[lead])
+    second = session.items.order_by("position")[1]
+    adjudication.adjudicate(item=second, lead=lead, raw_answers={"expected_response": "Call 911 now"})
+    adjudicated = as_admin.post(one, {"dataset_name": "final", "policy": "adjudicated"}).json()
+    assert adjudicated["records_merged"] == 2
+    values = [r.expectations for r in EvaluationDataset.objects.get(name="final").records.order_by("id")]
+    assert values == [{"expected_response": "Take 81 mg"}, {"expected_response": "Call 911 now"}]
+    assert_error(as_admin.post(one, {"dataset_name": "x", "policy": "majority"}), 400, "INVALID_PARAMETER_VALUE")
+    assert not EvaluationDataset.objects.filter(name="x").exists()
+
+
+def test_find_a_session_by_name_or_mlflow_run_id(as_admin: ApiClient, as_outsider: ApiClient, world: World) -> None:
+    run_id = as_admin.get(f"{URL}{world.session.pk}").json()["mlflow_run_id"]
+    assert [s["id"] for s in as_admin.get(URL, {"mlflow_run_id": run_id}).json()["labeling_sessions"]] == [
+        world.session.pk
+    ]
+    assert [s["id"] for s in as_admin.get(URL, {"name": "Week 48"}).json()["labeling_sessions"]] == [world.session.pk]
+    for other in ("1abe15e5" + "f" * 24, "0" * 32, "run-1", "1abe15e5" + "z" * 24):
+        assert as_admin.get(URL, {"mlflow_run_id": other}).json()["labeling_sessions"] == []
+    assert as_outsider.get(URL, {"mlflow_run_id": run_id}).json()["labeling_sessions"] == []
+    assert_error(as_admin.get(URL, {"name": "a\x00"}), 400, "INVALID_PARAMETER_VALUE")
+
+
+def _dataset_of(traces: list[Any], extra: list[dict[str, Any]] | None = None) -> EvaluationDataset:
+    from evaluation.services import get_or_create_dataset, merge_records
+
+    dataset = get_or_create_dataset(name="golden")
+    records = [
+        {"inputs": {"q": f"question {i}"}, "source": {"source_type": "TRACE", "source_data": {"trace_id": t.trace_id}}}
+        for i, t in enumerate(traces)
+    ]
+    merge_records(dataset=dataset, records=records + (extra or []))
+    return dataset
+
+
+def test_add_dataset_adds_the_source_traces_of_its_records(
+    as_admin: ApiClient, as_lead: ApiClient, as_reviewer: ApiClient, world: World
+) -> None:
+    """``LabelingSession.add_dataset``: each record's stored source trace becomes an item; a record without
+    one is counted; ``record_ids`` narrows; an unknown record adds nothing."""
+    hand_written = {"inputs": {"q": "typed by hand"}, "source": {"source_type": "HUMAN", "source_data": {}}}
+    dataset = _dataset_of(world.traces[1:4], [hand_written])
+    one = f"{URL}{world.session.pk}/datasets"
+    record_ids = [str(pk) for pk in dataset.records.order_by("id").values_list("pk", flat=True)]
+
+    assert_error(
+        as_admin.post(one, {"dataset_name": "golden", "record_ids": [record_ids[1], "999999"]}),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "999999",
+    )
+    assert_error(
+        as_admin.post(one, {"dataset_name": "golden", "record_ids": ["x\x00"]}), 400, "INVALID_PARAMETER_VALUE"
+    )
+    assert_error(as_admin.post(one, {}), 400, "INVALID_PARAMETER_VALUE", "dataset_name")
+    assert_error(as_admin.post(one, {"dataset_name": "nope"}), 404, "RESOURCE_DOES_NOT_EXIST")
+    assert_error(as_admin.post(one, {"dataset_id": -3}), 404, "RESOURCE_DOES_NOT_EXIST")
+    assert_error(as_reviewer.post(one, {"dataset_name": "golden"}), 403, "PERMISSION_DENIED")
+    assert_error(as_lead.post(one, {"dataset_name": "golden"}), 403, "PERMISSION_DENIED", "admins")  # datasets are
+    assert world.session.items.count() == 2
+
+    response = as_admin.post(one, {"dataset_name": "golden", "record_ids": [record_ids[1]]})
+    assert response.json() == {"added": 1, "already_there": 0, "records_without_trace": 0}
+    response = as_admin.post(one, {"dataset_id": dataset.pk})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"added": 1, "already_there": 2, "records_without_trace": 1}
+    sources = set(world.session.items.values_list("source_trace_id_text", flat=True))
+    assert sources == {t.trace_id for t in world.traces}
+
+    only_typed = _only_hand_written()
+    assert_error(
+        as_admin.post(one, {"dataset_name": only_typed.name}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "no records whose source trace",
+    )
+
+
+def _only_hand_written() -> EvaluationDataset:
+    from evaluation.services import get_or_create_dataset, merge_records
+
+    dataset = get_or_create_dataset(name="typed")
+    merge_records(dataset=dataset, records=[{"inputs": {"q": "hand"}, "source": {"source_type": "HUMAN"}}])
+    return dataset

@@ -54,3 +54,35 @@ def test_labeling_session_calls(admin_client: Any, shop: Shop, reviewer: Any) ->
     with pytest.raises(ReviewAppError) as caught:
         labeling.get_labeling_session(name="Week 50")
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_sync_policies_add_dataset_and_items(admin_client: Any, shop: Shop) -> None:
+    """Labels go to a dataset (``sync`` with each policy), the dataset's traces come back into a new
+    session (``add_dataset``), and ``items`` lists what reviewers have done."""
+    from evaluation.models import EvaluationDataset
+    from reviewapp_client import datasets
+    from tests.evaluation.conftest import make_labeled_session
+
+    schemas.create_label_schema(schemas.EXPECTED_RESPONSE, type="expectation", input=schemas.InputText())
+    schemas.create_label_schema(schemas.EXPECTED_FACTS, type="expectation", input=schemas.InputTextList())
+    labeled = labeling.get_labeling_session(name=make_labeled_session().name)
+    assert [i["submitted_count"] for i in labeled.items()] == [2, 2, 1]
+    latest = labeled.sync(to_dataset="cardio-latest")
+    assert latest["records_merged"] == 2 and latest["ties_left_out"] == []
+    consensus = labeled.sync(to_dataset="cardio-consensus", policy="consensus", include_feedback=True)
+    assert consensus["records_merged"] == 3 and len(consensus["ties_left_out"]) == 2
+    frame = datasets.get_dataset(name="cardio-consensus").to_df()
+    assert list(frame["tags"].map(lambda t: t["feedback.correct"])) == ["true", "false", "true"]
+    with pytest.raises(ReviewAppError) as caught:
+        labeled.sync(to_dataset="x", policy="majority")
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE" and caught.value.status_code == 400
+    assert not EvaluationDataset.objects.filter(name="x").exists()
+
+    second_look = labeling.create_labeling_session("Second look")
+    records = datasets.get_dataset(name="cardio-latest").records
+    second_look.add_dataset("cardio-latest", record_ids=[records[0]["dataset_record_id"]])
+    assert second_look.item_count == 1
+    assert second_look.add_dataset("cardio-latest").item_count == 2
+    with pytest.raises(ReviewAppError) as caught:
+        second_look.add_dataset("no-such-dataset")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
