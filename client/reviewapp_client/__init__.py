@@ -5,7 +5,7 @@ reviewapp_client.configure(url="https://reviews.example.com", token="…")  # or
 df = reviewapp_client.search_traces(model_id="m-…")  # the columns of mlflow.search_traces
 """
 
-from . import datasets, label_schemas, labeling
+from . import datasets, evaluation, label_schemas, labeling, scorers
 from ._http import ApiClient, configure, get_client
 from .errors import ReviewAppError
 from .tracing import (
@@ -35,6 +35,7 @@ __all__ = [
     "configure",
     "datasets",
     "delete_trace_tag",
+    "evaluation",
     "get_client",
     "get_trace",
     "label_schemas",
@@ -42,6 +43,7 @@ __all__ = [
     "log_expectation",
     "log_feedback",
     "override_feedback",
+    "scorers",
     "search_assessments",
     "search_traces",
     "set_trace_tag",
