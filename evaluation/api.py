@@ -477,17 +477,21 @@ class UpdateIn(Schema):
 
 
 def _monitored(request: HttpRequest, experiment_id: str) -> Any:
-    """The (live-traffic) experiment when the owner may watch monitoring (admins, leads); else 404."""
-    from traces.models import Experiment, ExperimentKind
+    """The (live-traffic) experiment when the owner may watch monitoring (admins, leads); else 404.
+    ``experiment_id`` is any reference ``experiment_ids`` takes: our id, ``reviewapp-<id>``, the MLflow
+    experiment id or the name (our id wins when two experiments answer)."""
+    from traces.api import experiment_pk, find_experiments
+    from traces.models import ExperimentKind
 
     from .monitoring.access import can_see_monitoring
 
-    experiment = None
-    if can_see_monitoring(request.user) and experiment_id.isascii() and experiment_id.isdigit():
-        experiment = Experiment.objects.filter(pk=int(experiment_id[:18]), kind=ExperimentKind.TRACES).first()
-    if experiment is None:
+    if not can_see_monitoring(request.user):
         raise not_found(f"Experiment {experiment_id[:100]!r} does not exist.")
-    return experiment
+    live = [e for e in find_experiments(request, [experiment_id]) if e.kind == ExperimentKind.TRACES]
+    live.sort(key=lambda e: e.pk != experiment_pk(experiment_id))
+    if not live:
+        raise not_found(f"Experiment {experiment_id[:100]!r} does not exist.")
+    return live[0]
 
 
 def _require_monitoring_change(request: HttpRequest) -> None:
@@ -674,7 +678,7 @@ class BackfillScorerIn(Schema):
 
 
 class BackfillIn(Schema):
-    experiment_id: str = Field(max_length=20)
+    experiment_id: str = Field(max_length=255, description="The app's id, reviewapp-<id>, the MLflow id or the name.")
     scorers: list[BackfillScorerIn] = Field(min_length=1, max_length=20)
     start_time: datetime | None = Field(None, description="With a time zone; empty: the first trace.")
     end_time: datetime | None = Field(None, description="With a time zone; empty: now.")
@@ -756,9 +760,7 @@ def list_backfills(
     """Backfill jobs, newest first (admins and leads); ``experiment_id`` narrows to one experiment."""
     jobs = _jobs(request)
     if experiment_id is not None:
-        if not (experiment_id.isascii() and experiment_id.isdigit() and len(experiment_id) < 19):
-            raise invalid("experiment_id must be an experiment's id.")
-        jobs = jobs.filter(experiment_id=int(experiment_id))
+        jobs = jobs.filter(experiment=_monitored(request, experiment_id))
     page = paginate(jobs, BACKFILL_ORDER, page_token=page_token, max_results=max_results)
     return {"backfills": [backfill_out(j) for j in page.rows], "next_page_token": page.next_page_token}
 

@@ -30,6 +30,7 @@ from traces.api_support import (
     not_found,
     paginate,
 )
+from traces.mlflow_shape import mlflow_experiment_id
 from traces.pagination import Ordering, SortKey
 from traces.search import FilterError, apply_filter, parse_filter
 
@@ -346,7 +347,7 @@ def session_out(request: HttpRequest, session: LabelingSession) -> dict[str, Any
         "status": session.status,
         "url": request.build_absolute_uri(session.get_review_url()),
         "mlflow_run_id": session_run_id(session.pk),
-        "experiment_id": session.experiment.mlflow_experiment_id or f"reviewapp-{session.experiment_id}",
+        "experiment_id": mlflow_experiment_id(session.experiment),
         "assigned_users": [u.username for u in session.reviewers.all()],
         "leads": [u.username for u in session.leads.all()],
         "label_schemas": [link.schema.name for link in session.schema_links.all()],
@@ -491,11 +492,11 @@ def add_traces(request: HttpRequest, session_id: int, payload: AddTracesIn) -> d
             raise not_found(f"trace_ids: trace {unknown[0][:100]!r} does not exist ({len(unknown)} unknown).")
         result = services.add_traces_to_session(session=session, trace_ids=ids)
     else:
-        from traces.api import _experiments
+        from traces.api import find_experiments
 
         traces = visible_traces(request.user).explorable()
         if payload.experiment_ids:
-            traces = traces.filter(experiment__in=_experiments(request, payload.experiment_ids))
+            traces = traces.filter(experiment__in=find_experiments(request, payload.experiment_ids))
         if payload.model_id is not None:
             traces = traces.filter(model_id=check_text(payload.model_id, what="model_id", max_length=255))
         try:

@@ -21,6 +21,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from evaluation.api import backfills_router, datasets_router, runs_router, scorers_router
 from labeling.api import schemas_router, sessions_router
+from traces.api import experiments_router
 from traces.api import router as traces_router
 from traces.api_support import CODE_OF_STATUS, ApiError, ErrorCode, TokenAuth
 
@@ -45,6 +46,7 @@ api.add_router("/label-schemas/", schemas_router)
 api.add_router("/labeling-sessions/", sessions_router)
 api.add_router("/datasets/", datasets_router)
 api.add_router("/evaluation-runs/", runs_router)
+api.add_router("/experiments/", experiments_router)
 api.add_router("/experiments/", scorers_router)
 api.add_router("/backfills/", backfills_router)
 

@@ -37,7 +37,7 @@ from .api_support import (
     not_found,
     paginate,
 )
-from .mlflow_shape import assessment_dict, trace_dicts, trace_info_dict
+from .mlflow_shape import assessment_dict, mlflow_experiment_id, trace_dicts, trace_info_dict
 from .models import Assessment, AssessmentKind, AssessmentSource, Experiment, Span, Trace
 from .pagination import InvalidCursor, Ordering, SortKey
 from .search import FilterError, apply_filter, parse_filter, parse_order_by
@@ -228,23 +228,23 @@ def writable_trace(request: HttpRequest, trace_id: str) -> Trace:
     return trace
 
 
-def _experiment_pk(reference: str) -> int | None:
+def experiment_pk(reference: str) -> int | None:
     """Our id in an experiment reference: ``12`` or ``reviewapp-12`` (what trace infos show)."""
     number = reference.removeprefix("reviewapp-")
     return int(number) if number.isascii() and number.isdigit() and len(number) < 19 else None
 
 
-def _experiments(request: HttpRequest, references: list[str]) -> list[Experiment]:
+def find_experiments(request: HttpRequest, references: list[str]) -> list[Experiment]:
     """The experiments named (MLflow id, our id, ``reviewapp-<id>`` or name) that the owner may read;
     a 404 naming the first one that is unknown or not theirs."""
     if len(references) > MAX_EXPERIMENTS:
         raise invalid(f"experiment_ids names {len(references)} experiments; at most {MAX_EXPERIMENTS} are accepted.")
     plain = [r for r in references if len(r) <= MAX_ID and "\x00" not in r]
-    pks = {pk for pk in map(_experiment_pk, plain) if pk is not None}
+    pks = {pk for pk in map(experiment_pk, plain) if pk is not None}
     match = Q(mlflow_experiment_id__in=plain) | Q(name__in=plain) | Q(pk__in=pks)
     found = list(readable_experiments(request.user).filter(match)) if plain else []
     for reference in references:
-        pk = _experiment_pk(reference)
+        pk = experiment_pk(reference)
         if not any(reference in (e.mlflow_experiment_id, e.name) or pk == e.pk for e in found):
             raise not_found(f"Experiment {_short(reference)} does not exist.")
     return found
@@ -309,7 +309,7 @@ def search_traces(request: HttpRequest, params: Query[SearchTracesQuery]) -> dic
     if session_pk is not None:  # a labeling session's run: its frozen copies
         traces = traces.filter(review_item__session_id=session_pk)
     if params.experiment_ids:
-        traces = traces.filter(experiment__in=_experiments(request, params.experiment_ids))
+        traces = traces.filter(experiment__in=find_experiments(request, params.experiment_ids))
     elif session_pk is None:
         traces = traces.explorable()
     if params.model_id is not None:
@@ -473,3 +473,46 @@ def override(request: HttpRequest, trace_id: str, assessment_id: str, payload: O
     except AssessmentConflict as exc:
         raise ApiError(ErrorCode.RESOURCE_ALREADY_EXISTS, str(exc)) from None
     return Status(201, {"assessment": _assessment_out(created, trace)})
+
+
+# ================================================================ experiments (/api/experiments/)
+
+experiments_router = Router(tags=["experiments"])
+EXPERIMENT_ORDER = Ordering((SortKey("name", False, "str"), SortKey("id", False, "int")))
+
+
+class ExperimentOut(Schema):
+    experiment_id: str = Field(description="The app's id: what the scorers API and experiment_ids take.")
+    name: str
+    mlflow_experiment_id: str = Field(description="The MLflow experiment it came from (empty when none).")
+    trace_experiment_id: str = Field(description="What this experiment's trace infos show as experiment_id.")
+
+
+class ExperimentsOut(Schema):
+    experiments: list[ExperimentOut]
+    next_page_token: str | None = None
+
+
+@experiments_router.get("/", response={200: ExperimentsOut, **ERROR_RESPONSES}, exclude_unset=True)
+def search_experiments(
+    request: HttpRequest, max_results: int | None = None, page_token: str | None = None
+) -> dict[str, Any]:
+    """MLflow's ``search_experiments``: the live-traffic experiments whose traces the token's owner may
+    read (not the labeling sessions' copies), by name."""
+    from .models import ExperimentKind
+
+    experiments = readable_experiments(request.user).filter(kind=ExperimentKind.TRACES)
+    page = paginate(experiments, EXPERIMENT_ORDER, page_token=page_token, max_results=max_results)
+    rows = [
+        {
+            "experiment_id": str(e.pk),
+            "name": e.name,
+            "mlflow_experiment_id": e.mlflow_experiment_id or "",
+            "trace_experiment_id": mlflow_experiment_id(e),
+        }
+        for e in page.rows
+    ]
+    result: dict[str, Any] = {"experiments": rows}
+    if page.next_page_token:
+        result["next_page_token"] = page.next_page_token
+    return result

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .models import Assessment, Span, Trace
+from .models import Assessment, Experiment, Span, Trace
 
 HEX_TRACE_ID = re.compile(r"(?:tr-)?([0-9a-f]{32})")
 HEX_SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -111,7 +111,11 @@ def assessment_dict(assessment: Assessment, *, trace_id: str) -> dict[str, Any]:
 def experiment_id_of(trace: Trace) -> str:
     """The MLflow experiment the trace came from; else an id no MLflow experiment has (MLflow's are numbers):
     ``mlflow.genai.evaluate`` takes a trace "from its own experiment" as already stored and logs to it."""
-    experiment = trace.experiment
+    return mlflow_experiment_id(trace.experiment)
+
+
+def mlflow_experiment_id(experiment: Experiment) -> str:
+    """What trace infos show as an experiment's ``experiment_id`` (see ``experiment_id_of``)."""
     return experiment.mlflow_experiment_id or f"reviewapp-{experiment.pk}"
 
 

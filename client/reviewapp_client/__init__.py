@@ -9,6 +9,7 @@ from . import datasets, evaluation, label_schemas, labeling, scorers
 from ._http import ApiClient, configure, get_client
 from .errors import ReviewAppError
 from .tracing import (
+    Experiment,
     Trace,
     TraceData,
     TraceInfo,
@@ -18,6 +19,7 @@ from .tracing import (
     log_feedback,
     override_feedback,
     search_assessments,
+    search_experiments,
     search_traces,
     set_trace_tag,
     trace_ids_of,
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiClient",
+    "Experiment",
     "ReviewAppError",
     "Trace",
     "TraceData",
@@ -45,6 +48,7 @@ __all__ = [
     "override_feedback",
     "scorers",
     "search_assessments",
+    "search_experiments",
     "search_traces",
     "set_trace_tag",
     "trace_ids_of",

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
@@ -535,3 +536,20 @@ def search_assessments(trace_id: str, client: ApiClient | None = None) -> list[d
     """Every assessment of the trace, valid or overridden, oldest first."""
     client = client or get_client()
     return list(client.paginate(_path(trace_id, "assessments"), "assessments", params={"max_results": PAGE_SIZE}))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A live-traffic experiment: ``experiment_id`` is the app's id (what ``scorers`` and
+    ``search_traces(experiment_ids=...)`` take); ``trace_experiment_id`` is what its trace infos show."""
+
+    experiment_id: str
+    name: str
+    mlflow_experiment_id: str
+    trace_experiment_id: str
+
+
+def search_experiments(max_results: int | None = None, client: ApiClient | None = None) -> list[Experiment]:
+    """``mlflow.search_experiments``: the experiments whose traces you may read, by name."""
+    rows = (client or get_client()).paginate("experiments/", "experiments", {"max_results": 500})
+    return [Experiment(**row) for row in islice(rows, max_results)]

@@ -183,3 +183,53 @@ def test_backfill_access_and_constant_queries(
         start_backfill(experiment=prod, scorers=[("short", None)], enqueue=False)
     assert queries() <= one
     assert len(as_admin.get("/api/backfills/", {"max_results": 4}).json()["backfills"]) == 4
+
+
+def test_an_experiment_is_named_as_the_trace_search_names_it(as_admin: ApiClient, prod: Any) -> None:
+    """Our id, ``reviewapp-<id>``, the MLflow experiment id or the name: the same registrations."""
+    prod.mlflow_experiment_id = "731"
+    prod.save()
+    register_scorer(experiment=prod, name="short", scorer_name="is_short")
+    for reference in (str(prod.pk), f"reviewapp-{prod.pk}", "731", "prod"):
+        body = as_admin.get(f"/api/experiments/{reference}/scorers/").json()
+        assert [s["name"] for s in body["scorers"]] == ["short"], reference
+    for unknown in ("999999", "reviewapp-x", "nope", "a" * 300):
+        assert_error(as_admin.get(f"/api/experiments/{unknown}/scorers/"), 404, "RESOURCE_DOES_NOT_EXIST")
+        assert_error(as_admin.get("/api/backfills/", {"experiment_id": unknown}), 404, "RESOURCE_DOES_NOT_EXIST")
+    made = as_admin.post("/api/backfills/", {"experiment_id": "prod", "scorers": [{"name": "short", "sample_rate": 1}]})
+    assert made.status_code == 202 and made.json()["experiment_id"] == str(prod.pk)
+    for reference in ("731", "prod"):
+        assert len(as_admin.get("/api/backfills/", {"experiment_id": reference}).json()["backfills"]) == 1
+
+
+def test_experiments_list_the_live_ones_you_may_read_in_pages(
+    as_admin: ApiClient, as_lead: ApiClient, as_reviewer: ApiClient, anonymous: ApiClient, world: World, prod: Any
+) -> None:
+    for i in range(4):
+        make_experiment(f"more-{i}")
+    names: list[str] = []
+    params: dict[str, Any] = {"max_results": 2}
+    while True:
+        page = as_admin.get("/api/experiments/", params).json()
+        names += [e["name"] for e in page["experiments"]]
+        if "next_page_token" not in page:
+            break
+        params["page_token"] = page["next_page_token"]
+    assert names == ["more-0", "more-1", "more-2", "more-3", "prod", "shop-bot"]  # no session's copies
+    shop = as_admin.get("/api/experiments/", {"max_results": 10}).json()["experiments"][-1]
+    assert shop == {
+        "experiment_id": str(world.experiment.pk),
+        "name": "shop-bot",
+        "mlflow_experiment_id": "",
+        "trace_experiment_id": f"reviewapp-{world.experiment.pk}",
+    }
+    assert [e["name"] for e in as_lead.get("/api/experiments/").json()["experiments"]] == names
+    assert as_reviewer.get("/api/experiments/").json()["experiments"] == []
+    assert_error(anonymous.get("/api/experiments/"), 401, "UNAUTHENTICATED")
+    assert_error(as_admin.get("/api/experiments/", {"page_token": "zz"}), 400, "INVALID_PARAMETER_VALUE")
+    with CaptureQueriesContext(connection) as queries:
+        as_admin.get("/api/experiments/", {"max_results": 100})
+    make_experiment("one-more")
+    with CaptureQueriesContext(connection) as more:
+        as_admin.get("/api/experiments/", {"max_results": 100})
+    assert len(more) == len(queries)

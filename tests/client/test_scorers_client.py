@@ -106,3 +106,12 @@ def test_backfill_scores_past_traffic(admin_client: Any, prod: Any, queued_tasks
     with pytest.raises(ReviewAppError) as caught:
         job.cancel()
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_search_experiments_gives_the_id_the_scorers_take(admin_client: Any, prod: Any) -> None:
+    import reviewapp_client
+
+    (found,) = reviewapp_client.search_experiments()
+    assert (found.name, found.experiment_id) == ("prod", str(prod.pk))
+    monitoring.register_scorer("is_short", experiment_id=found.experiment_id)
+    assert [s.name for s in monitoring.list_scorers(experiment_id="prod")] == ["is_short"]
