@@ -69,6 +69,9 @@ def test_a_run_over_a_dataset_from_start_to_metrics(admin_client: Any, support: 
 
 def test_cancel_a_queued_run_and_bad_starts(admin_client: Any, support: Any) -> None:
     run = evaluation.start_evaluation_run(["is_short"], experiment="Support", filter_string="trace.status = 'OK'")
+    with pytest.raises(ReviewAppError) as caught:  # no worker runs it
+        run.wait(timeout=0.2, poll_seconds=0.05)
+    assert caught.value.error_code == "DEADLINE_EXCEEDED" and "queued" in caught.value.message
     assert run.info["source_kind"] == "filter" and run.cancel().status == "cancelled"
     for bad in (
         {"scorers": ["no_such_scorer"], "experiment": "Support"},

@@ -27,6 +27,20 @@ def test_label_schema_calls(admin_client: Any, shop: Shop) -> None:
     )
     assert again.version == 2 and again.input == schemas.InputNumeric(min_value=1.0, max_value=5.0)
     assert schemas.get_label_schema("tone").title == "tone"
+    changed = schemas.update_label_schema(
+        "tone", title="How was the tone?", instruction="1 is rude", enable_comment=True
+    )
+    assert (changed.title, changed.instruction, changed.enable_comment, changed.version) == (
+        "How was the tone?",
+        "1 is rude",
+        True,
+        3,
+    )
+    assert changed.input == schemas.InputNumeric(min_value=1.0, max_value=5.0)  # what was left out stays
+    with pytest.raises(ReviewAppError) as caught:
+        schemas.update_label_schema("tone", input={"type": "numeric", "min_value": 5, "max_value": 1})
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert schemas.get_label_schema("tone").version == 3
     assert "tone" in [s.name for s in schemas.list_label_schemas()]
     schemas.delete_label_schema("tone")
     assert not LabelSchema.objects.filter(name="tone").exists()

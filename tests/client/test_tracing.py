@@ -133,6 +133,13 @@ def test_get_trace_has_every_span(admin_client: ApiClient, shop: Shop) -> None:
     assert [s["name"] for s in trace.data.spans] == ["rag", "retrieve", "step_3"]
     assert trace.data.root_span["name"] == "rag"
     assert MlflowTrace.from_dict(trace.to_dict()).info.trace_id == trace.trace_id
+    assert MlflowTrace.from_json(trace.to_json()).data.spans[1].name == "retrieve"
+
+
+def test_iter_trace_infos_reads_page_after_page_without_spans(admin_client: ApiClient, shop: Shop) -> None:
+    infos = tracing.iter_trace_infos(model_id="v2", order_by=["name ASC"])
+    assert [i.trace_id for i in infos] == [shop.traces[1].trace_id, shop.traces[3].trace_id]
+    assert len(list(tracing.iter_trace_infos(max_results=3))) == 3
 
 
 def test_log_feedback_as_mlflow_does(admin_client: ApiClient, shop: Shop) -> None:
