@@ -373,7 +373,7 @@ def get_run(request: HttpRequest, run_id: str) -> dict[str, Any]:
     return run_out(find_run(request, run_id))
 
 
-@runs_router.post("/", response={202: RunOut, **ERROR_RESPONSES})
+@runs_router.post("/", response={202: RunOut, **ERROR_RESPONSES}, summary="Start an evaluation run")
 def start_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
     """Queue a run, as the run-start page does (admins and session leads; a session must be one you manage).
     202: the background worker scores it; poll ``GET /{run_id}`` for progress."""
@@ -411,7 +411,7 @@ def start_run(request: HttpRequest, payload: RunIn) -> Status[dict[str, Any]]:
     return Status(202, run_out(find_run(request, run.run_id)))
 
 
-@runs_router.post("/{run_id}/cancel", response={200: RunOut, **ERROR_RESPONSES})
+@runs_router.post("/{run_id}/cancel", response={200: RunOut, **ERROR_RESPONSES}, summary="Cancel an evaluation run")
 def cancel_run(request: HttpRequest, run_id: str) -> dict[str, Any]:
     """Stop a queued or running run after its current batch (400 when it has already ended)."""
     from .access import can_cancel
@@ -590,7 +590,12 @@ def get_scorer(request: HttpRequest, experiment_id: str, name: str) -> dict[str,
     return scorer_out(_registration(_monitored(request, experiment_id), name))
 
 
-@scorers_router.post("/{experiment_id}/scorers/", response={201: RegisteredScorerOut, 409: ErrorOut, **ERROR_RESPONSES})
+@scorers_router.post(
+    "/{experiment_id}/scorers/",
+    response={201: RegisteredScorerOut, 409: ErrorOut, **ERROR_RESPONSES},
+    summary="Register a scorer on an experiment",
+    operation_id="evaluation_api_register_scorer",
+)
 def register(request: HttpRequest, experiment_id: str, payload: RegisterIn) -> Status[dict[str, Any]]:
     """MLflow's ``scorer.register()`` (then ``.start()`` when sample_rate > 0); admins only."""
     from .monitoring.registrations import register_scorer
@@ -610,7 +615,12 @@ def register(request: HttpRequest, experiment_id: str, payload: RegisterIn) -> S
     return Status(201, out)
 
 
-@scorers_router.post("/{experiment_id}/scorers/{name}/start", response=SCORER_RESPONSES)
+@scorers_router.post(
+    "/{experiment_id}/scorers/{name}/start",
+    response=SCORER_RESPONSES,
+    summary="Start sampling a registered scorer",
+    operation_id="evaluation_api_start_scorer",
+)
 def start(request: HttpRequest, experiment_id: str, name: str, payload: StartIn) -> dict[str, Any]:
     """MLflow's ``scorer.start(sampling_config=…)``; admins only."""
     from .monitoring.registrations import start_scorer
@@ -627,7 +637,12 @@ def start(request: HttpRequest, experiment_id: str, name: str, payload: StartIn)
     )
 
 
-@scorers_router.post("/{experiment_id}/scorers/{name}/stop", response=SCORER_RESPONSES)
+@scorers_router.post(
+    "/{experiment_id}/scorers/{name}/stop",
+    response=SCORER_RESPONSES,
+    summary="Stop sampling a registered scorer",
+    operation_id="evaluation_api_stop_scorer",
+)
 def stop(request: HttpRequest, experiment_id: str, name: str) -> dict[str, Any]:
     """MLflow's ``scorer.stop()``: sample nothing more (its verdicts stay); admins only."""
     from .monitoring.registrations import stop_scorer
@@ -636,7 +651,12 @@ def stop(request: HttpRequest, experiment_id: str, name: str) -> dict[str, Any]:
     return _registration_call(stop_scorer, experiment, name, registration=registration, by=request.user)
 
 
-@scorers_router.patch("/{experiment_id}/scorers/{name}", response=SCORER_RESPONSES)
+@scorers_router.patch(
+    "/{experiment_id}/scorers/{name}",
+    response=SCORER_RESPONSES,
+    summary="Change a scorer's sample rate or filter",
+    operation_id="evaluation_api_update_scorer",
+)
 def update(request: HttpRequest, experiment_id: str, name: str, payload: UpdateIn) -> dict[str, Any]:
     """MLflow's ``scorer.update(sampling_config=…)``: the rate (0 to 1) and/or the filter; admins only."""
     from .monitoring.registrations import update_scorer
@@ -653,7 +673,12 @@ def update(request: HttpRequest, experiment_id: str, name: str, payload: UpdateI
     )
 
 
-@scorers_router.delete("/{experiment_id}/scorers/{name}", response={204: None, **ERROR_RESPONSES})
+@scorers_router.delete(
+    "/{experiment_id}/scorers/{name}",
+    response={204: None, **ERROR_RESPONSES},
+    summary="Delete a registered scorer",
+    operation_id="evaluation_api_delete_scorer",
+)
 def delete(request: HttpRequest, experiment_id: str, name: str) -> Status[None]:
     """MLflow's ``delete_scorer``: the name is free again; verdicts and history stay. Admins only."""
     from .monitoring.registrations import RegistrationError, delete_scorer
@@ -792,7 +817,12 @@ def create_backfill(request: HttpRequest, payload: BackfillIn) -> Status[dict[st
     return Status(202, backfill_out(find_job(request, job.job_id), eta=True))
 
 
-@backfills_router.post("/{job_id}/cancel", response={200: BackfillOut, **ERROR_RESPONSES})
+@backfills_router.post(
+    "/{job_id}/cancel",
+    response={200: BackfillOut, **ERROR_RESPONSES},
+    summary="Cancel a backfill",
+    operation_id="evaluation_api_cancel_backfill",
+)
 def cancel(request: HttpRequest, job_id: str) -> dict[str, Any]:
     """Stop the job: its queued work is dropped, what was scored stays (400 when it had ended). Admins only."""
     from .monitoring.backfill import cancel_backfill

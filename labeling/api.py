@@ -521,7 +521,11 @@ class AddDatasetOut(Schema):
     records_without_trace: int = Field(description="Records whose source trace is not stored here (not added).")
 
 
-@sessions_router.post("/{int:session_id}/datasets", response={200: AddDatasetOut, **ERROR_RESPONSES})
+@sessions_router.post(
+    "/{int:session_id}/datasets",
+    response={200: AddDatasetOut, **ERROR_RESPONSES},
+    summary="Add a dataset's records to a session",
+)
 def add_dataset(request: HttpRequest, session_id: int, payload: AddDatasetIn) -> dict[str, Any]:
     """``LabelingSession.add_dataset``: add the source traces of a dataset's records (all, or ``record_ids``).
     A record whose trace is not stored here cannot be reviewed and is counted, not added; an unknown
@@ -630,7 +634,9 @@ def list_items(
     return result
 
 
-@sessions_router.post("/{int:session_id}/sync", response={200: SyncOut, **ERROR_RESPONSES})
+@sessions_router.post(
+    "/{int:session_id}/sync", response={200: SyncOut, **ERROR_RESPONSES}, summary="Sync a session's labels to a dataset"
+)
 def sync(request: HttpRequest, session_id: int, payload: SyncIn) -> dict[str, Any]:
     """``LabelingSession.sync``: merge the session's labels into an evaluation dataset (admins, as on the page)."""
     from evaluation.exporters import ExportError

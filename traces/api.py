@@ -375,7 +375,7 @@ def set_trace_tag(request: HttpRequest, trace_id: str, payload: TagIn) -> dict[s
     return {"tags": _str_tags(set_trace_tags(trace=trace, tags={payload.key: payload.value}))}
 
 
-@router.delete("/{trace_id}/tags", response=TAGS_RESPONSES)
+@router.delete("/{trace_id}/tags", response=TAGS_RESPONSES, summary="Delete Trace Tag")
 def delete_tag(request: HttpRequest, trace_id: str, key: str) -> dict[str, Any]:
     """MLflow's ``delete_trace_tag`` (``?key=``); returns the tags left."""
     trace = writable_trace(request, trace_id)
@@ -442,6 +442,7 @@ def log_expectation(request: HttpRequest, trace_id: str, payload: LogExpectation
     "/{trace_id}/assessments/{assessment_id}/override",
     response={201: AssessmentEnvelope, 409: ErrorOut, **ERROR_RESPONSES},
     exclude_unset=True,
+    summary="Override an assessment",
 )
 def override(request: HttpRequest, trace_id: str, assessment_id: str, payload: OverrideIn) -> Status[dict[str, Any]]:
     """MLflow's ``override_feedback``: a new assessment that ``overrides`` this one, which becomes invalid."""

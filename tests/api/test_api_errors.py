@@ -166,6 +166,9 @@ def test_openapi_schema_is_served_and_describes_every_endpoint(anonymous: ApiCli
             assert "404" in operation["responses"] and "401" in operation["responses"]
     operation_ids = [op["operationId"] for methods in paths.values() for op in methods.values()]
     assert len(operation_ids) == len(set(operation_ids))
+    for path, methods in paths.items():  # the docs' one-line titles say what each call does
+        for method, operation in methods.items():
+            assert len(operation["summary"].split()) >= 2, f"{method} {path}: {operation['summary']!r}"
     for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', response.content.decode()):
         assert ref in schema["components"]["schemas"], ref
     assert schema["components"]["securitySchemes"]["TokenAuth"] == {"type": "http", "scheme": "bearer"}
