@@ -192,6 +192,42 @@ def get_dataset(request: HttpRequest, dataset_id: str) -> dict[str, Any]:
     return dataset_out(find_dataset(request, dataset_id))
 
 
+@datasets_router.delete(
+    "/{dataset_id}", response={204: None, **ERROR_RESPONSES}, summary="Delete a dataset with its records"
+)
+def delete_dataset(request: HttpRequest, dataset_id: str) -> Status[None]:
+    """MLflow's ``delete_dataset``. Evaluation runs over it keep their traces and scores."""
+    services.delete_dataset(dataset=find_dataset(request, dataset_id))
+    return Status(204, None)
+
+
+class DeleteRecordsIn(Schema):
+    dataset_record_ids: list[str] = Field(description="The records' dataset_record_id.")
+
+
+class DeleteRecordsOut(Schema):
+    deleted: int = Field(description="How many of them the dataset had.")
+
+
+@datasets_router.delete(
+    "/{dataset_id}/records", response={200: DeleteRecordsOut, **ERROR_RESPONSES}, summary="Delete some records"
+)
+def delete_records(request: HttpRequest, dataset_id: str, payload: DeleteRecordsIn) -> dict[str, Any]:
+    """MLflow's ``EvaluationDataset.delete_records``: ids the dataset does not have are not counted."""
+    dataset = find_dataset(request, dataset_id)
+    if len(payload.dataset_record_ids) > MAX_RECORDS_PER_MERGE:
+        raise invalid(
+            f"dataset_record_ids has {len(payload.dataset_record_ids):,} ids; "
+            f"at most {MAX_RECORDS_PER_MERGE:,} per request."
+        )
+    ids = []
+    for record_id in payload.dataset_record_ids:
+        if not (record_id.isascii() and record_id.isdigit() and len(record_id) < 19):
+            raise invalid(f"dataset_record_ids: {record_id[:100]!r} is not a record id.")
+        ids.append(int(record_id))
+    return {"deleted": services.delete_records(dataset=dataset, record_ids=ids)}
+
+
 @datasets_router.post("/{dataset_id}/records", response={200: MergeOut, **ERROR_RESPONSES})
 def merge_records(request: HttpRequest, dataset_id: str, payload: MergeIn) -> dict[str, Any]:
     """MLflow's ``merge_records``: a record whose inputs the dataset has updates it (its expectations

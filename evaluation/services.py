@@ -43,6 +43,22 @@ def clean_dataset_name(name: str) -> str:
     return name
 
 
+def delete_dataset(*, dataset: EvaluationDataset) -> None:
+    """MLflow's ``delete_dataset``: the dataset and its records. Runs over it stay (their traces and
+    scores), no longer linked to it."""
+    dataset.delete()
+
+
+def delete_records(*, dataset: EvaluationDataset, record_ids: Iterable[int]) -> int:
+    """MLflow's ``delete_records``: how many of these records the dataset had (and no longer has)."""
+    with transaction.atomic():
+        _, per_model = dataset.records.filter(pk__in=list(record_ids)).delete()
+        deleted = per_model.get(DatasetRecord._meta.label, 0)
+        if deleted:
+            EvaluationDataset.objects.filter(pk=dataset.pk).update(updated_at=timezone.now())
+    return deleted
+
+
 def record_source_traces(dataset: EvaluationDataset, record_ids: Iterable[int] | None = None) -> list[tuple[int, int]]:
     """(trace pk, record pk) for the dataset's records whose source trace is stored here, in record
     order (two records may share a trace). ``record_ids`` narrows the records. Two queries."""

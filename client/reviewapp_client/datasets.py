@@ -1,5 +1,6 @@
-"""Evaluation datasets, mirroring ``mlflow.genai.datasets``: ``create_dataset``, ``get_dataset`` and an
-``EvaluationDataset`` with ``merge_records`` and ``to_df`` (over ``/api/datasets/``; admins only)."""
+"""Evaluation datasets, mirroring ``mlflow.genai.datasets``: ``create_dataset``, ``get_dataset``,
+``search_datasets``, ``delete_dataset`` and an ``EvaluationDataset`` with ``merge_records``,
+``delete_records`` and ``to_df`` (over ``/api/datasets/``; admins only)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ class EvaluationDataset:
         self._info = client.get(self._path())
         return self
 
+    def delete_records(self, record_ids: list[str]) -> int:
+        """MLflow's ``delete_records``: remove these records (their ``dataset_record_id``); returns how
+        many the dataset had."""
+        ids = [str(r) for r in record_ids]
+        deleted = 0
+        for start in range(0, len(ids), MERGE_BATCH):
+            body = {"dataset_record_ids": ids[start : start + MERGE_BATCH]}
+            deleted += int(get_client().delete(self._path("/records"), json=body)["deleted"])
+        self._info = get_client().get(self._path())
+        return deleted
+
     @property
     def records(self) -> list[dict[str, Any]]:
         return list(get_client().paginate(self._path("/records"), "records", {"max_results": 500}))
@@ -123,3 +135,11 @@ def search_datasets(max_results: int | None = None) -> list[EvaluationDataset]:
         if max_results is not None and len(found) >= max_results:
             break
     return found
+
+
+def delete_dataset(name: str | None = None, dataset_id: str | None = None) -> None:
+    """``mlflow.genai.datasets.delete_dataset``: the dataset and its records (runs over it keep their scores)."""
+    reference = dataset_id or name
+    if not reference:
+        raise ValueError("delete_dataset needs a name or a dataset_id")
+    get_client().delete(f"/api/datasets/{quote(str(reference), safe='')}")

@@ -153,3 +153,44 @@ def test_the_dataset_list_is_paginated_in_constant_queries(as_admin: ApiClient, 
             break
         params["page_token"] = body["next_page_token"]
     assert sorted(names) == [f"d{i}" for i in range(8)] and len(set(names)) == 8
+
+
+def test_delete_records_and_the_dataset(
+    as_admin: ApiClient, as_reviewer: ApiClient, as_lead: ApiClient, dataset: EvaluationDataset, support_run: Any
+) -> None:
+    """MLflow's ``delete_records`` (ids it lacks are not counted) and ``delete_dataset`` (runs keep their scores)."""
+    first, second = (str(pk) for pk in dataset.records.order_by("id").values_list("pk", flat=True))
+    path = f"/api/datasets/{dataset.pk}/records"
+    for bad in (["x"], ["1" * 30], [first, "-1"]):
+        assert_error(as_admin.request("DELETE", path, {"dataset_record_ids": bad}), 400, "INVALID_PARAMETER_VALUE")
+    assert_error(as_reviewer.request("DELETE", path, {"dataset_record_ids": [first]}), 403, "PERMISSION_DENIED")
+    assert_error(as_lead.delete(f"/api/datasets/{dataset.pk}"), 403, "PERMISSION_DENIED")
+    assert dataset.records.count() == 2
+    response = as_admin.request("DELETE", path, {"dataset_record_ids": [first, "999999"]})
+    assert response.status_code == 200 and response.json() == {"deleted": 1}
+    assert [str(r["dataset_record_id"]) for r in as_admin.get(path).json()["records"]] == [second]
+    assert as_admin.request("DELETE", path, {"dataset_record_ids": [first]}).json() == {"deleted": 0}
+
+    support_run.dataset = dataset
+    support_run.save()
+    assert as_admin.delete("/api/datasets/golden").status_code == 204
+    assert not EvaluationDataset.objects.exists()
+    support_run.refresh_from_db()
+    assert support_run.dataset_id is None and support_run.metrics  # the run and its scores stay
+    assert_error(as_admin.delete("/api/datasets/golden"), 404, "RESOURCE_DOES_NOT_EXIST")
+
+
+@pytest.fixture
+def support_run() -> Any:
+    from evaluation.runs import execute_run, start_evaluation_run
+    from tests.factories import make_experiment, make_trace
+
+    experiment = make_experiment("Support")
+    make_trace(experiment=experiment, question="Q?", answer="ok")
+    run = start_evaluation_run(scorer_names=["is_short"], experiment="Support", filter_string="", enqueue=False)
+    return execute_run(run.pk)
+
+
+@pytest.fixture(autouse=True)
+def scorer_modules(settings: Any) -> None:
+    settings.SCORER_MODULES = ["tests.evaluation.scorer_modules.verdicts"]

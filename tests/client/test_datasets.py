@@ -37,3 +37,22 @@ def test_search_datasets_and_records(admin_client: ApiClient, transactional_db: 
     records = get_dataset(name="first").records
     assert sorted(r["inputs"]["q"] for r in records) == ["question 0", "question 1", "question 2"]
     assert {r["inputs"]["q"]: r["expectations"]["n"] for r in records} == {f"question {i}": i for i in range(3)}
+
+
+def test_delete_records_and_delete_dataset(admin_client: ApiClient, transactional_db: None) -> None:
+    from reviewapp_client.datasets import delete_dataset
+
+    dataset = create_dataset(name="scratch")
+    dataset.merge_records([{"inputs": {"q": f"question {i}"}} for i in range(3)])
+    ids = [r["dataset_record_id"] for r in dataset.records]
+    assert dataset.delete_records([ids[0], ids[2], "999999"]) == 2
+    assert dataset.record_count == 1 and [r["dataset_record_id"] for r in dataset.records] == [ids[1]]
+    with pytest.raises(ReviewAppError) as caught:
+        dataset.delete_records(["not-an-id"])
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    delete_dataset(name="scratch")
+    with pytest.raises(ReviewAppError) as caught:
+        get_dataset(name="scratch")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with pytest.raises(ValueError):
+        delete_dataset()
