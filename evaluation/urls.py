@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.dataset_list, name="dataset_list"),
     path("<int:pk>/", views.dataset_detail, name="dataset_detail"),
     path("<int:pk>/download.<str:fmt>", views.dataset_download, name="dataset_download"),
+    path("<int:pk>/delete/", views.dataset_delete, name="dataset_delete"),
     path("from-traces/", views.dataset_from_traces, name="from_traces"),
     path("from-session/<int:session_pk>/", views.save_session_as_dataset, name="save_session"),
     path("traces.jsonl", views.traces_download, name="traces_download"),

@@ -43,7 +43,7 @@ from .exporters import (
     nothing_to_export,
 )
 from .forms import DatasetFromTracesForm, SaveDatasetForm
-from .models import EvaluationDataset
+from .models import EvaluationDataset, EvaluationRun
 from .parquet import write_parquet
 from .rendering import record_views
 from .trace_export import TraceSelection, trace_rows
@@ -79,6 +79,19 @@ def dataset_detail(request: HttpRequest, pk: int) -> HttpResponse:
     template = "evaluation/dataset_detail.html#records" if request.htmx else "evaluation/dataset_detail.html"
     context = {"dataset": dataset, "page": page, "records": record_views(page.object_list)}
     return render(request, template, context)
+
+
+@admin_required
+@require_http_methods(["GET", "POST"])
+def dataset_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks to confirm; POST deletes the dataset and its records (runs over it keep their scores)."""
+    dataset = get_object_or_404(EvaluationDataset.objects.annotate(record_count=Count("records")), pk=pk)
+    if request.method == "GET":
+        runs = EvaluationRun.objects.filter(dataset=dataset).count()
+        return render(request, "evaluation/dataset_delete.html", {"dataset": dataset, "runs": runs})
+    services.delete_dataset(dataset=dataset)
+    messages.success(request, f"Deleted the dataset “{dataset.name}” and its {dataset.record_count} records.")
+    return redirect("evaluation:dataset_list")
 
 
 def _records(dataset: EvaluationDataset) -> Iterator[dict]:

@@ -245,3 +245,25 @@ def test_dataset_page_queries_do_not_grow_with_records(
     for dataset in (small, big):
         with django_assert_max_num_queries(8):
             assert client.get(dataset.get_absolute_url()).status_code == 200
+
+
+def test_delete_asks_then_deletes_the_dataset_and_its_records(
+    client: Client, admin_user, reviewer, dataset: EvaluationDataset
+) -> None:
+    from evaluation.models import DatasetRecord
+
+    url = reverse("evaluation:dataset_delete", args=[dataset.pk])
+    client.force_login(reviewer)
+    assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 403  # writes they may not make
+    assert dataset.records.count() == 2
+    client.force_login(admin_user)
+    assert url in client.get(dataset.get_absolute_url()).content.decode()
+    confirm = client.get(url).content.decode()
+    assert "Delete “cardio”?" in confirm and "Its 2 records go with it" in confirm
+    assert EvaluationDataset.objects.filter(pk=dataset.pk).exists()  # asking changes nothing
+    response = client.post(url, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("evaluation:dataset_list")
+    assert "Deleted the dataset “cardio” and its 2 records." in response.content.decode()
+    assert not EvaluationDataset.objects.exists() and not DatasetRecord.objects.exists()
+    assert client.post(url).status_code == 404
