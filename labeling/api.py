@@ -556,6 +556,11 @@ def add_dataset(request: HttpRequest, session_id: int, payload: AddDatasetIn) ->
         asked = len(wanted)
     else:
         asked = dataset.records.count()
+        if asked > MAX_TRACE_IDS:
+            raise invalid(
+                f"Dataset {dataset.name!r} has {asked:,} records; add at most {MAX_TRACE_IDS:,} at a time "
+                "(send record_ids in batches)."
+            )
     targets = record_source_traces(dataset, record_pks)
     if not targets:
         raise invalid(f"Dataset {dataset.name!r} has no records whose source trace is stored here.")

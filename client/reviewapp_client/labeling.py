@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from ._http import get_client
 from .errors import ReviewAppError
 from .tracing import Trace, trace_ids_of
 
 PATH = "labeling-sessions/"
+ADD_BATCH = 10_000  # records per add_dataset request (the server's limit)
 
 
 class LabelingSession:
@@ -91,10 +93,18 @@ class LabelingSession:
     def add_dataset(self, dataset_name: str, record_ids: list[str] | None = None) -> LabelingSession:
         """Add the source traces of a dataset's records (all, or ``record_ids``: their
         ``dataset_record_id``). Records whose trace is not stored in the app are left out (admins)."""
-        body: dict[str, Any] = {"dataset_name": dataset_name}
-        if record_ids is not None:
-            body["record_ids"] = [str(r) for r in record_ids]
-        get_client().post(self._path("/datasets"), json=body)
+        client = get_client()
+        if record_ids is None:
+            dataset = client.get(f"datasets/{quote(dataset_name, safe='')}")
+            if int(dataset["record_count"]) <= ADD_BATCH:
+                client.post(self._path("/datasets"), json={"dataset_name": dataset_name})
+                return self.refresh()
+            pages = client.paginate(f"datasets/{dataset['dataset_id']}/records", "records", {"max_results": 500})
+            record_ids = [r["dataset_record_id"] for r in pages]
+        ids = [str(r) for r in record_ids]
+        for start in range(0, len(ids), ADD_BATCH):  # the server takes at most 10,000 per request
+            body = {"dataset_name": dataset_name, "record_ids": ids[start : start + ADD_BATCH]}
+            client.post(self._path("/datasets"), json=body)
         return self.refresh()
 
     def set_assigned_users(self, assigned_users: list[str]) -> LabelingSession:

@@ -301,7 +301,7 @@ def _dataset_of(traces: list[Any], extra: list[dict[str, Any]] | None = None) ->
 
 
 def test_add_dataset_adds_the_source_traces_of_its_records(
-    as_admin: ApiClient, as_lead: ApiClient, as_reviewer: ApiClient, world: World
+    as_admin: ApiClient, as_lead: ApiClient, as_reviewer: ApiClient, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``LabelingSession.add_dataset``: each record's stored source trace becomes an item; a record without
     one is counted; ``record_ids`` narrows; an unknown record adds nothing."""
@@ -333,6 +333,12 @@ def test_add_dataset_adds_the_source_traces_of_its_records(
     assert response.json() == {"added": 1, "already_there": 2, "records_without_trace": 1}
     sources = set(world.session.items.values_list("source_trace_id_text", flat=True))
     assert sources == {t.trace_id for t in world.traces}
+
+    import labeling.api
+
+    monkeypatch.setattr(labeling.api, "MAX_TRACE_IDS", 3)
+    assert_error(as_admin.post(one, {"dataset_id": dataset.pk}), 400, "INVALID_PARAMETER_VALUE", "in batches")
+    monkeypatch.undo()
 
     only_typed = _only_hand_written()
     assert_error(

@@ -70,7 +70,7 @@ def test_labeling_session_calls(admin_client: Any, shop: Shop, reviewer: Any) ->
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_sync_policies_add_dataset_and_items(admin_client: Any, shop: Shop) -> None:
+def test_sync_policies_add_dataset_and_items(admin_client: Any, shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     """Labels go to a dataset (``sync`` with each policy), the dataset's traces come back into a new
     session (``add_dataset``), and ``items`` lists what reviewers have done."""
     from evaluation.models import EvaluationDataset
@@ -97,6 +97,12 @@ def test_sync_policies_add_dataset_and_items(admin_client: Any, shop: Shop) -> N
     second_look.add_dataset("cardio-latest", record_ids=[records[0]["dataset_record_id"]])
     assert second_look.item_count == 1
     assert second_look.add_dataset("cardio-latest").item_count == 2
+    from labeling import api as labeling_api
+
+    monkeypatch.setattr(labeling_api, "MAX_TRACE_IDS", 1)  # a dataset bigger than one request takes
+    monkeypatch.setattr(labeling, "ADD_BATCH", 1)
+    third_look = labeling.create_labeling_session("Third look")
+    assert third_look.add_dataset("cardio-latest").item_count == 2
     with pytest.raises(ReviewAppError) as caught:
         second_look.add_dataset("no-such-dataset")
     assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
