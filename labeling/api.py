@@ -507,6 +507,21 @@ def add_traces(request: HttpRequest, session_id: int, payload: AddTracesIn) -> d
     return {"added": result.added, "already_there": result.already_there}
 
 
+def _check_one_dataset_reference(dataset_name: str | None, dataset_id: int | None) -> None:
+    if (dataset_name is None) == (dataset_id is None):
+        raise invalid("Send exactly one of dataset_name or dataset_id.")
+
+
+def _dataset_by_id(dataset_id: int) -> Any:
+    """The evaluation dataset with this id (the JSON body's ``dataset_id``), else a 404."""
+    from evaluation.models import EvaluationDataset
+
+    dataset = EvaluationDataset.objects.filter(pk=dataset_id).first() if dataset_id < 2**63 else None
+    if dataset is None:
+        raise not_found(f"Dataset {dataset_id} does not exist.")
+    return dataset
+
+
 class AddDatasetIn(Schema):
     dataset_name: str | None = Field(None, description="The dataset's name (or give dataset_id).")
     dataset_id: int | None = None
@@ -536,21 +551,20 @@ def add_dataset(request: HttpRequest, session_id: int, payload: AddDatasetIn) ->
 
     session = _managed_session(request, session_id)
     _require_admin(request, "add a dataset's records to a session (datasets are theirs)")
-    if (payload.dataset_name is None) == (payload.dataset_id is None):
-        raise invalid("Send exactly one of dataset_name or dataset_id.")
+    _check_one_dataset_reference(payload.dataset_name, payload.dataset_id)
     if payload.dataset_id is not None:
-        reference = str(payload.dataset_id) if 0 < payload.dataset_id < 2**63 else "0"
+        dataset = _dataset_by_id(payload.dataset_id)
     else:
-        reference = check_text(payload.dataset_name or "", what="dataset_name", max_length=200)
-    dataset = find_dataset(request, reference)
+        dataset = find_dataset(request, check_text(payload.dataset_name or "", what="dataset_name", max_length=200))
     record_pks = None
     if payload.record_ids is not None:
         if len(payload.record_ids) > MAX_TRACE_IDS:
             raise invalid(f"record_ids has {len(payload.record_ids)} ids; at most {MAX_TRACE_IDS} are accepted.")
         wanted = list(dict.fromkeys(check_text(r, what="record_ids", max_length=20) for r in payload.record_ids))
-        record_pks = [int(r) for r in wanted if r.isascii() and r.isdigit() and len(r) < 19]
+        parsed = {r: int(r) for r in wanted if r.isascii() and r.isdigit() and len(r) < 19}
+        record_pks = list(parsed.values())
         known = set(dataset.records.filter(pk__in=record_pks).values_list("pk", flat=True))
-        unknown = [r for r in wanted if not (r.isascii() and r.isdigit() and len(r) < 19 and int(r) in known)]
+        unknown = [r for r in wanted if parsed.get(r) not in known]
         if unknown:
             raise not_found(f"record_ids: dataset {dataset.name!r} has no record {unknown[0][:100]!r}.")
         asked = len(wanted)
@@ -645,21 +659,14 @@ def list_items(
 def sync(request: HttpRequest, session_id: int, payload: SyncIn) -> dict[str, Any]:
     """``LabelingSession.sync``: merge the session's labels into an evaluation dataset (admins, as on the page)."""
     from evaluation.exporters import ExportError
-    from evaluation.models import EvaluationDataset
     from evaluation.services import save_session_labels
 
     session = _readable_session(request, session_id)
     _require_admin(request, "save a session's labels to a dataset")
-    if (payload.dataset_name is None) == (payload.dataset_id is None):
-        raise invalid("Send exactly one of dataset_name or dataset_id.")
+    _check_one_dataset_reference(payload.dataset_name, payload.dataset_id)
     name = payload.dataset_name
     if payload.dataset_id is not None:
-        dataset = (
-            EvaluationDataset.objects.filter(pk=payload.dataset_id).first() if payload.dataset_id < 2**63 else None
-        )
-        if dataset is None:
-            raise not_found(f"Dataset {payload.dataset_id} does not exist.")
-        name = dataset.name
+        name = _dataset_by_id(payload.dataset_id).name
     try:
         dataset, merged, stats = save_session_labels(
             sessions=[session],

@@ -508,7 +508,7 @@ def search_experiments(
         {
             "experiment_id": str(e.pk),
             "name": e.name,
-            "mlflow_experiment_id": e.mlflow_experiment_id or "",
+            "mlflow_experiment_id": e.mlflow_experiment_id,
             "trace_experiment_id": mlflow_experiment_id(e),
         }
         for e in page.rows
